@@ -1,0 +1,369 @@
+"""vlembed: any Hugging Face vision-language model, text LLM or encoder as a universal embedding model.
+
+`VLEmbedModel` wraps the backbone's *base* model (no LM head: ABC §4.1 notes the logits cost up to
+11 GB per device), pools its last hidden states, applies an optional head and L2-normalises.
+`encode` embeds text, images, interleaved image+text and video frames, with task instructions.
+
+This file is copied next to the weights on ``save_pretrained`` so that
+``AutoModel.from_pretrained(repo, trust_remote_code=True)`` works where vlembed is not installed:
+it imports only torch, transformers and the standard library (peft lazily, for adapters).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, AutoProcessor, PreTrainedModel
+from transformers.utils import ModelOutput, is_torchvision_available, logging
+
+from .configuration_vlembed import FAMILIES, VLEmbedConfig
+from .processing_vlembed import BOOKKEEPING_KEYS, VLEmbedProcessor, first_token_index, last_token_index
+
+logger = logging.get_logger(__name__)
+
+
+def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Pool token states [B, L, H] into one vector per row, in float32, ignoring padding on either side."""
+    hidden_states = hidden_states.float()
+    rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
+    if mode == "mean":  # ABC eq. 1, over real tokens only (ABC's code also averaged padding)
+        mask = attention_mask.to(hidden_states.dtype).unsqueeze(-1)
+        return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    if mode in ("last", "eos"):  # LLaVE §2.1; "eos" appended an EOS token first
+        return hidden_states[rows, last_token_index(attention_mask)]
+    if mode == "cls":
+        return hidden_states[rows, first_token_index(attention_mask)]
+    raise ValueError(f"Unknown pooling {mode!r}.")
+
+
+class ResidualMLPHead(nn.Module):
+    """ABC eq. 2: MLP(x) = x + A·SELU(B·x).
+
+    B starts as the identity (as in ABC's code) and A at zero, so the head is exactly the identity at
+    initialisation and training moves it away from the pooled backbone embedding only as it helps.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.up = nn.Linear(dim, dim)  # B
+        self.down = nn.Linear(dim, dim)  # A
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.up.weight.copy_(torch.eye(self.up.in_features))
+            self.up.bias.zero_()
+            self.down.weight.zero_()
+            self.down.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.down(F.selu(self.up(x)))
+
+
+def _submodule(model: nn.Module, path: str) -> nn.Module:
+    return functools.reduce(getattr, path.split("."), model) if path else model
+
+
+def _make_bidirectional(language_model: nn.Module) -> None:
+    """Let every token attend to every other, through public transformers switches only.
+
+    ``config.is_causal = False`` makes transformers' mask utilities build a bidirectional padding
+    mask instead of a causal one, and ``module.is_causal = False`` stops SDPA from falling back to
+    its causal kernel when no mask is needed. No private attention class is replaced.
+    """
+    language_model.config.is_causal = False
+    for module in language_model.modules():
+        if hasattr(module, "is_causal"):
+            module.is_causal = False
+
+
+@dataclass
+class EmbeddingOutput(ModelOutput):
+    """Output of `VLEmbedModel.forward`: one embedding per input row (float32)."""
+
+    embeddings: torch.Tensor | None = None
+
+
+class VLEmbedPreTrainedModel(PreTrainedModel):
+    config_class = VLEmbedConfig
+    base_model_prefix = "vlembed"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _keep_in_fp32_modules = ["head"]  # ABC keeps its MLP head in float32
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Only the head is ours; the backbone initialises (or loads) its own weights.
+        if isinstance(module, ResidualMLPHead):
+            module.reset_parameters()
+        elif isinstance(module, nn.Linear) and module is getattr(self, "head", None):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+
+class VLEmbedModel(VLEmbedPreTrainedModel):
+    r"""An embedding model over a backbone's base model.
+
+    Build one with [`VLEmbedModel.from_backbone`], load a saved one with `from_pretrained` (or
+    `AutoModel.from_pretrained(..., trust_remote_code=True)`), embed with [`VLEmbedModel.encode`].
+
+    Example:
+
+    ```python
+    >>> model = VLEmbedModel.from_backbone("Qwen/Qwen2-VL-2B-Instruct", pooling="last")
+    >>> queries = model.encode([{"image": "dog.jpg", "text": "What is the dog holding?"}], instruction="Find the answer.")
+    >>> documents = model.encode(["a red frisbee", "a tennis ball"])
+    >>> model.similarity(queries, documents)
+    ```
+    """
+
+    def __init__(self, config: VLEmbedConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.backbone = backbone if backbone is not None else AutoModel.from_config(config.backbone_model_config)
+        family = config.family
+        if config.bidirectional and family.decoder:
+            _make_bidirectional(_submodule(self.backbone, family.language_model))
+        hidden_size = config.backbone_model_config.get_text_config().hidden_size
+        if config.head == "residual_mlp":
+            self.head = ResidualMLPHead(hidden_size)
+        elif config.head == "linear":
+            self.head = nn.Linear(hidden_size, config.embedding_dim)
+        else:
+            self.head = None
+        self._processor: VLEmbedProcessor | None = None
+        self.post_init()
+
+    # ------------------------------------------------------------------ building and loading
+
+    @classmethod
+    def from_backbone(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        pooling: Literal["last", "mean", "eos", "cls"] = "last",
+        bidirectional: bool = False,
+        head: Literal["linear", "residual_mlp"] | None = None,
+        embedding_dim: int | None = None,
+        normalize: bool = True,
+        templates: dict[str, str] | None = None,
+        max_length: int | None = None,
+        max_frames: int = 32,
+        padding_side: Literal["left", "right"] | None = None,
+        processor: Any = None,
+        **model_kwargs: Any,
+    ) -> "VLEmbedModel":
+        """Wrap a Hub model id or local folder (any model type in `FAMILIES`) as an embedding model.
+
+        The backbone's base model is loaded through `AutoModel` (checkpoints of the
+        ``*ForConditionalGeneration`` / ``*ForCausalLM`` classes load too; their LM head is dropped).
+        ``templates`` takes ``{"query": ..., "document": ...}``, each a name in `TEMPLATES` or a
+        template string. ``max_length`` defaults to the ``max_seq_length`` of a sentence-transformers
+        folder, else the tokenizer's limit. ``model_kwargs`` go to `AutoModel.from_pretrained`
+        (``dtype``, ``attn_implementation``, ``revision``, ``token``, ...).
+        """
+        config_kwargs = dict(
+            pooling=pooling, bidirectional=bidirectional, head=head, embedding_dim=embedding_dim,
+            normalize=normalize, templates=templates, max_frames=max_frames, padding_side=padding_side,
+        )
+        # Validate our own arguments before loading any weights.
+        VLEmbedConfig(**config_kwargs)
+        hub_kwargs = {key: model_kwargs[key] for key in _HUB_KWARGS if key in model_kwargs}
+        backbone_config = _load_backbone_config(pretrained_model_name_or_path, hub_kwargs)
+        config = VLEmbedConfig(backbone_model_config=backbone_config, **config_kwargs)
+        if processor is None:
+            processor = _load_processor(pretrained_model_name_or_path, config, hub_kwargs)
+        tokenizer = getattr(processor, "tokenizer", processor)
+        config.max_length = max_length or _default_max_length(pretrained_model_name_or_path, tokenizer)
+        backbone = AutoModel.from_pretrained(pretrained_model_name_or_path, config=backbone_config, **model_kwargs)
+        model = cls(config, backbone=backbone)
+        model.processor = processor
+        model.config.name_or_path = str(pretrained_model_name_or_path)
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> "VLEmbedModel":
+        """Load a saved vlembed model together with the processor saved beside it."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
+        # This folder's config.json names our own code in auto_map; trusting it (as the caller did to
+        # get here) keeps AutoProcessor from prompting. The processor itself is the backbone's.
+        hub_kwargs["trust_remote_code"] = True
+        model.processor = _load_processor(pretrained_model_name_or_path, model.config, hub_kwargs)
+        return model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """Write config (with ``auto_map``), safetensors weights, this code and the processor."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self._processor is not None and kwargs.get("is_main_process", True):
+            self._processor.processor.save_pretrained(save_directory)
+
+    @property
+    def processor(self) -> VLEmbedProcessor:
+        """The input builder (templates, placeholders, the backbone's own processor)."""
+        if self._processor is None:
+            raise ValueError("This model has no processor; load it with from_pretrained/from_backbone or set model.processor.")
+        return self._processor
+
+    @processor.setter
+    def processor(self, processor: Any) -> None:
+        self._processor = processor if isinstance(processor, VLEmbedProcessor) else VLEmbedProcessor(processor, self.config)
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        normalize: bool | None = None,
+        **backbone_inputs: Any,
+    ) -> EmbeddingOutput:
+        """Embed a batch of processor outputs. Only the base model runs: no LM-head logits."""
+        for key in BOOKKEEPING_KEYS:
+            backbone_inputs.pop(key, None)
+        if self.config.family.decoder:
+            backbone_inputs.setdefault("use_cache", False)
+        outputs = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **backbone_inputs)
+        embeddings = pool(outputs.last_hidden_state, attention_mask, self.config.pooling)
+        if self.head is not None:
+            embeddings = self.head(embeddings.to(self.head_dtype))
+        if self.config.normalize if normalize is None else normalize:
+            embeddings = F.normalize(embeddings, dim=-1)
+        return EmbeddingOutput(embeddings=embeddings)
+
+    @property
+    def head_dtype(self) -> torch.dtype:
+        return next(self.head.parameters()).dtype
+
+    # ------------------------------------------------------------------ encode
+
+    @torch.no_grad()
+    def encode(
+        self,
+        inputs: Any,
+        instruction: str | Sequence[str | None] | None = None,
+        *,
+        task: Literal["query", "document"] | None = None,
+        batch_size: int = 32,
+        normalize: bool | None = None,
+        convert_to: Literal["numpy", "torch"] = "numpy",
+        show_progress_bar: bool | None = None,
+    ):
+        """Embed text, images, interleaved image+text or video frames.
+
+        Args:
+            inputs: one item or a list of items: ``str``, ``PIL.Image.Image``, ``pathlib.Path`` (an
+                image file), ``{"text": ..., "image": ...}``, ``{"images": [...], "text": ...}``
+                (``<image>`` in the text places an image) or ``{"video": [frames], "text": ...}``.
+            instruction: a task instruction for all items, or one per item (None for none). With
+                an instruction the ``task`` template of the config renders the item.
+            task: ``"query"`` (default when an instruction is given) or ``"document"``.
+            batch_size: items per forward pass. Items are sorted by length to waste little
+                padding; the output keeps the input order.
+            normalize: L2-normalise (default: the config's ``normalize``).
+            convert_to: ``"numpy"`` (float32 array) or ``"torch"`` (float32 tensor on the model's device).
+            show_progress_bar: default: shown when there are more than 4 batches.
+
+        Returns:
+            ``[len(inputs), embedding_dim]`` (``[embedding_dim]`` for a single item).
+        """
+        if convert_to not in ("numpy", "torch"):
+            raise ValueError(f"convert_to must be 'numpy' or 'torch', got {convert_to!r}.")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        single = not isinstance(inputs, (list, tuple))
+        items = self.processor.parse([inputs] if single else inputs)
+        if instruction is not None and not isinstance(instruction, str) and len(instruction) != len(items):
+            raise ValueError(f"Got {len(instruction)} instructions for {len(items)} inputs.")
+        per_item = [instruction] * len(items) if instruction is None or isinstance(instruction, str) else list(instruction)
+        # Longest first: an out-of-memory batch shows up at once, and similar lengths share a batch.
+        lengths = [len(item.text) + 100_000 * (len(item.images) + bool(item.video)) for item in items]
+        order = sorted(range(len(items)), key=lambda index: -lengths[index])
+        embeddings = torch.empty(len(items), self.config.embedding_dim, dtype=torch.float32, device=self.device)
+        starts = range(0, len(items), batch_size)
+        if show_progress_bar is None:
+            show_progress_bar = len(starts) > 4
+        was_training = self.training
+        self.eval()
+        try:
+            for start in logging.tqdm(starts, desc="Encoding", disable=not show_progress_bar):
+                indices = order[start : start + batch_size]
+                batch = self.processor(
+                    [items[i] for i in indices], [per_item[i] for i in indices], task=task, parsed=True
+                )
+                batch = batch.to(self.device)
+                embeddings[indices] = self(**batch, normalize=normalize).embeddings.float()
+        finally:
+            self.train(was_training)
+        if single:
+            embeddings = embeddings[0]
+        return embeddings.cpu().numpy() if convert_to == "numpy" else embeddings
+
+    def encode_query(self, inputs: Any, instruction: str | None = None, **kwargs: Any):
+        """`encode` with the query template (``instruction`` may be None for plain queries)."""
+        return self.encode(inputs, instruction, task="query", **kwargs)
+
+    def encode_document(self, inputs: Any, instruction: str | None = None, **kwargs: Any):
+        """`encode` with the document template."""
+        return self.encode(inputs, instruction, task="document", **kwargs)
+
+    @staticmethod
+    def similarity(embeddings_a: Any, embeddings_b: Any) -> torch.Tensor:
+        """Cosine similarity matrix [len(a), len(b)] of numpy arrays or tensors."""
+        a = torch.as_tensor(embeddings_a, dtype=torch.float32)
+        b = torch.as_tensor(embeddings_b, dtype=torch.float32)
+        a, b = (a.unsqueeze(0) if a.dim() == 1 else a), (b.unsqueeze(0) if b.dim() == 1 else b)
+        return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T.to(a.device)
+
+
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+
+
+def _load_backbone_config(name_or_path, hub_kwargs):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
+    if config.model_type not in FAMILIES:
+        raise ValueError(
+            f"Unsupported backbone architecture {config.model_type!r} ({name_or_path}). "
+            f"Supported model types: {', '.join(FAMILIES)}."
+        )
+    return config
+
+
+def _load_processor(name_or_path, config: VLEmbedConfig, hub_kwargs) -> Any:
+    """The backbone's processor (tokenizer for text backbones), with a clear torchvision message."""
+    try:
+        return AutoProcessor.from_pretrained(name_or_path, **hub_kwargs)
+    except Exception as error:
+        if config.family.image_placeholder is not None and not is_torchvision_available():
+            raise ImportError(
+                f"The {config.backbone_model_config.model_type} processor needs torchvision, which is not "
+                "installed. Install the build matching your torch, e.g. "
+                "`pip install torch==2.14.1 torchvision==0.29.1`. Text-only backbones work without it."
+            ) from error
+        raise
+
+
+def _default_max_length(name_or_path, tokenizer) -> int | None:
+    """A sentence-transformers folder's ``max_seq_length``, else the tokenizer's (sane) limit."""
+    st_config = os.path.join(str(name_or_path), "sentence_bert_config.json")
+    if os.path.isfile(st_config):
+        with open(st_config) as handle:
+            max_seq_length = json.load(handle).get("max_seq_length")
+        if max_seq_length:
+            return int(max_seq_length)
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if limit is not None and limit < 1_000_000 else None
+
+
+VLEmbedConfig.register_for_auto_class()
+VLEmbedModel.register_for_auto_class("AutoModel")
+
+__all__ = ["VLEmbedModel", "VLEmbedPreTrainedModel", "EmbeddingOutput", "ResidualMLPHead", "pool"]

@@ -1,0 +1,264 @@
+"""Turning user inputs (text, images, interleaved image+text, video frames) into backbone inputs.
+
+An input item is a ``str`` (text), a ``PIL.Image.Image`` or ``pathlib.Path`` (an image), or a dict
+with ``"text"``, ``"image"`` (one image), ``"images"`` (several, interleaved where the text holds
+``<image>`` markers) and/or ``"video"`` (a list of frames). Items are validated up front so that a bad
+one fails with its index before any batch is embedded.
+
+This file is copied next to the weights on ``save_pretrained``: it imports only torch, transformers
+and the standard library (PIL, which transformers' image processors need anyway, lazily).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from transformers import BatchFeature
+from transformers.image_utils import is_pil_image, load_image
+
+from .configuration_vlembed import PLAIN_TEMPLATE, VLEmbedConfig
+
+IMAGE_MARKER = "<image>"
+# Keys the processor adds for splitting batches by sample; not backbone inputs.
+BOOKKEEPING_KEYS = ("num_images_per_sample", "num_videos_per_sample")
+VIDEO_MARKER = "<video>"
+_DICT_KEYS = {"text", "image", "images", "video"}
+_TEMPLATE_FIELD = re.compile(r"\{(image|instruction|text)\}")
+
+
+@dataclass
+class EmbeddingInput:
+    """One item to embed: text, images (PIL or paths) in order, and optionally one video's frames."""
+
+    text: str = ""
+    images: list = field(default_factory=list)
+    video: list | None = None
+
+    @property
+    def modality(self) -> str:
+        """"text", "image" or "image,text" (a video counts as images), as MM-Embed's modality labels."""
+        has_visual = bool(self.images) or bool(self.video)
+        if has_visual and self.text:
+            return "image,text"
+        return "image" if has_visual else "text"
+
+
+def _is_image(value: Any) -> bool:
+    return is_pil_image(value) or isinstance(value, Path)
+
+
+def _check_image_source(source: Any, index: int, what: str) -> None:
+    """Fail early on an image that is neither a PIL image nor a readable image file."""
+    if is_pil_image(source):
+        return
+    if not isinstance(source, (str, Path)):
+        raise TypeError(f"Input {index}: {what} must be a PIL image or a file path, got {type(source).__name__}.")
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"Input {index}: {what} file not found: '{path}'.")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"Input {index}: {what} file is not readable: '{path}'.")
+    try:  # lazy, and inside try so that transformers' remote-code import check does not demand Pillow
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as error:
+        raise ImportError("Embedding images needs Pillow: pip install pillow") from error
+    try:
+        with Image.open(path) as image:  # reads the header only
+            image.size
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"Input {index}: cannot read {what} file '{path}': {error}") from error
+
+
+def to_embedding_input(item: Any, index: int) -> EmbeddingInput:
+    """Validate one raw item and return it as an `EmbeddingInput`; errors name the item's index."""
+    if isinstance(item, EmbeddingInput):
+        parsed = EmbeddingInput(item.text, list(item.images), item.video)
+    elif isinstance(item, str):
+        parsed = EmbeddingInput(text=item)
+    elif _is_image(item):
+        parsed = EmbeddingInput(images=[item])
+    elif isinstance(item, dict):
+        unknown = set(item) - _DICT_KEYS
+        if unknown:
+            raise ValueError(
+                f"Input {index}: unknown key(s) {sorted(unknown)}; a dict takes 'text', 'image', 'images' and 'video'."
+            )
+        text = item.get("text") or ""
+        if not isinstance(text, str):
+            raise TypeError(f"Input {index}: 'text' must be a string, got {type(text).__name__}.")
+        images = list(item.get("images") or [])
+        if item.get("image") is not None:
+            images.insert(0, item["image"])
+        video = item.get("video")
+        if video is not None:
+            video = list(video)
+            if not video:
+                raise ValueError(f"Input {index}: the video has zero frames.")
+        if not text and not images and video is None:
+            raise ValueError(f"Input {index}: a dict needs 'text', 'image', 'images' or 'video'; got {sorted(item)}.")
+        parsed = EmbeddingInput(text=text, images=images, video=video)
+    else:
+        raise TypeError(
+            f"Input {index}: unsupported input type {type(item).__name__}; expected str, PIL.Image.Image, "
+            "pathlib.Path or a dict with 'text', 'image', 'images' or 'video'."
+        )
+    for image in parsed.images:
+        _check_image_source(image, index, "image")
+    for frame in parsed.video or []:
+        _check_image_source(frame, index, "video frame")
+    markers = parsed.text.count(IMAGE_MARKER)
+    if markers > len(parsed.images):
+        raise ValueError(f"Input {index}: the text has {markers} '{IMAGE_MARKER}' markers but only {len(parsed.images)} images.")
+    return parsed
+
+
+def sample_frames(frames: Sequence, max_frames: int) -> list:
+    """Uniformly sample at most ``max_frames`` frames, keeping the first and the last (LLaVE §4.4)."""
+    count = len(frames)
+    if count <= max_frames:
+        return list(frames)
+    if max_frames == 1:
+        return [frames[count // 2]]
+    return [frames[round(i * (count - 1) / (max_frames - 1))] for i in range(max_frames)]
+
+
+def _load(source: Any, index: int):
+    try:
+        image = load_image(source if is_pil_image(source) else str(source))
+    except Exception as error:  # PIL raises many types for corrupt files
+        raise ValueError(f"Input {index}: cannot load image '{source}': {error}") from error
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def render_template(template: str, instruction: str, image: str, text: str) -> str:
+    """Fill ``{instruction}``, ``{image}`` and ``{text}`` in one pass (texts may contain braces)."""
+    values = {"instruction": instruction, "image": image, "text": text}
+    return _TEMPLATE_FIELD.sub(lambda match: values[match.group(1)], template)
+
+
+class VLEmbedProcessor:
+    """Builds backbone inputs from items: templates, media placeholders, frame sampling, padding.
+
+    Wraps the backbone's own processor (or tokenizer, for text backbones); one instance serves
+    `VLEmbedModel.encode`, the training collator and the sentence-transformers module alike, so all
+    three render inputs identically.
+    """
+
+    def __init__(self, processor: Any, config: VLEmbedConfig):
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.family = config.family
+        self.templates = dict(config.templates)
+        self.pooling = config.pooling
+        self.max_length = config.max_length
+        self.max_frames = config.max_frames
+        if config.padding_side is not None:
+            self.tokenizer.padding_side = config.padding_side
+        if self.pooling == "eos" and self.tokenizer.eos_token is None:
+            raise ValueError("pooling='eos' needs a tokenizer with an EOS token; this one has none.")
+
+    def parse(self, items: Sequence[Any]) -> list[EmbeddingInput]:
+        """Validate every item before any work is done."""
+        parsed = [to_embedding_input(item, index) for index, item in enumerate(items)]
+        if self.family.image_placeholder is None:
+            for index, item in enumerate(parsed):
+                if item.images or item.video:
+                    raise ValueError(
+                        f"Input {index}: this backbone is text-only and cannot embed images or video."
+                    )
+        return parsed
+
+    def render(self, item: EmbeddingInput, instruction: str | None, task: str | None) -> tuple[str, list, list]:
+        """Return the prompt string, the item's images and its video frames (or no video) in order.
+
+        Images without a marker in the text, and the video, go into the template's ``{image}`` slot.
+        Families without a video path get the frames as a multi-image sequence.
+        """
+        frames = sample_frames(item.video, self.max_frames) if item.video else []
+        image_marker = self.family.image_placeholder or IMAGE_MARKER
+        inline = item.text.count(IMAGE_MARKER)
+        # Images referenced inline keep their place; the rest lead, as in LLaVA's "<image>\n" form.
+        images = item.images[inline:] + item.images[:inline]
+        leading = [image_marker] * (len(item.images) - inline)
+        videos = []
+        if frames and self.family.video_placeholder is not None:
+            leading.insert(0, self.family.video_placeholder)
+            videos = [frames]
+        elif frames:
+            leading[:0] = [image_marker] * len(frames)
+            images = frames + images
+        text = item.text.replace(IMAGE_MARKER, image_marker) if image_marker != IMAGE_MARKER else item.text
+        media = "".join(marker + "\n" for marker in leading)
+        if instruction:
+            template = self.templates["query" if task in (None, "query") else "document"]
+        else:
+            template = PLAIN_TEMPLATE
+        if inline and template.find("{text}") < template.find("{image}"):
+            # A template that puts the text first: its inline images come before the leading ones.
+            images = images[len(images) - inline :] + images[: len(images) - inline]
+        prompt = render_template(template, instruction or "", media, text)
+        if self.pooling == "eos":
+            prompt += self.tokenizer.eos_token
+        return prompt, images, videos
+
+    def __call__(
+        self,
+        items: Sequence[Any],
+        instruction: str | Sequence[str | None] | None = None,
+        task: str | None = None,
+        parsed: bool = False,
+    ) -> BatchFeature:
+        """Embed-ready tensors for a batch. ``instruction`` is one for all items or one per item."""
+        entries = list(items) if parsed else self.parse(items)
+        instructions = [instruction] * len(entries) if instruction is None or isinstance(instruction, str) else list(instruction)
+        if len(instructions) != len(entries):
+            raise ValueError(f"Got {len(instructions)} instructions for {len(entries)} inputs.")
+        prompts, images, videos, videos_per_entry = [], [], [], []
+        for index, (entry, entry_instruction) in enumerate(zip(entries, instructions)):
+            prompt, entry_images, entry_videos = self.render(entry, entry_instruction, task)
+            prompts.append(prompt)
+            images.append([_load(image, index) for image in entry_images])
+            videos.extend([_load(frame, index) for frame in video] for video in entry_videos)
+            videos_per_entry.append(entry_videos)
+        has_media = any(images) or bool(videos)
+        text_kwargs: dict[str, Any] = {"padding": True}
+        if self.max_length is not None and not has_media:
+            text_kwargs.update(truncation=True, max_length=self.max_length)
+        if self.processor is self.tokenizer:
+            batch = self.tokenizer(prompts, return_tensors="pt", **text_kwargs)
+        else:
+            media = {}
+            if any(images):
+                media["images"] = images
+            if videos:
+                media["videos"] = videos
+            batch = self.processor(text=prompts, return_tensors="pt", **media, **text_kwargs)
+            # Bookkeeping for code that splits a batch by sample (GradCache): the backbones' pixel
+            # tensors are laid out per image, not per sample. `VLEmbedModel.forward` drops these.
+            batch["num_images_per_sample"] = torch.tensor([len(entry_images) for entry_images in images])
+            batch["num_videos_per_sample"] = torch.tensor([len(entry) for entry in videos_per_entry])
+        if self.pooling == "eos":
+            # Truncation may have cut the appended EOS: put it back on the last real token.
+            last = last_token_index(batch["attention_mask"])
+            batch["input_ids"][torch.arange(len(prompts)), last] = self.tokenizer.eos_token_id
+        return batch
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last real token, for left and right padding alike."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (positions * attention_mask.bool()).amax(dim=1)
+
+
+def first_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's first real token (not position 0 under left padding)."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return torch.where(attention_mask.bool(), positions, attention_mask.shape[1]).amin(dim=1)
+
+
+__all__ = ["EmbeddingInput", "VLEmbedProcessor", "to_embedding_input", "sample_frames", "render_template"]

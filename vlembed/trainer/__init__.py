@@ -1,0 +1,1 @@
+"""Training: losses, GradCache, collator, samplers, hard-negative mining and the ContrastiveTrainer."""
