@@ -27,6 +27,9 @@ class Family:
         projector: attribute path of the vision-to-language projector.
         decoder: whether the language model is a causal decoder (then instructions use the
             ``Instruct:/Query:`` form, and ``bidirectional`` has something to switch).
+        positions_from_mask: whether vlembed passes position ids counted from the attention mask,
+            so a left-padded row gets the positions it has alone (False: the model derives its
+            own, as Qwen-VL's M-RoPE does).
     """
 
     image_placeholder: str | None = None
@@ -35,6 +38,7 @@ class Family:
     vision_tower: str | None = None
     projector: str | None = None
     decoder: bool = True
+    positions_from_mask: bool = True
 
 
 _QWEN_VL = Family(
@@ -43,6 +47,7 @@ _QWEN_VL = Family(
     language_model="language_model",
     vision_tower="visual",
     projector="visual.merger",
+    positions_from_mask=False,
 )
 _LLAVA = dict(language_model="language_model", vision_tower="vision_tower", projector="multi_modal_projector")
 _IDEFICS = Family(image_placeholder="<image>", language_model="text_model", vision_tower="vision_model", projector="connector")

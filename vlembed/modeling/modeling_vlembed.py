@@ -227,8 +227,12 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         """Embed a batch of processor outputs. Only the base model runs: no LM-head logits."""
         for key in BOOKKEEPING_KEYS:
             backbone_inputs.pop(key, None)
-        if self.config.family.decoder:
+        family = self.config.family
+        if family.decoder:
             backbone_inputs.setdefault("use_cache", False)
+        if family.positions_from_mask and attention_mask is not None and "position_ids" not in backbone_inputs:
+            # Positions count real tokens only: a padded row is embedded exactly as it is alone.
+            backbone_inputs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         outputs = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **backbone_inputs)
         embeddings = pool(outputs.last_hidden_state, attention_mask, self.config.pooling)
         if self.head is not None:
@@ -283,7 +287,7 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
             raise ValueError(f"Got {len(instruction)} instructions for {len(items)} inputs.")
         per_item = [instruction] * len(items) if instruction is None or isinstance(instruction, str) else list(instruction)
         # Longest first: an out-of-memory batch shows up at once, and similar lengths share a batch.
-        lengths = [len(item.text) + 100_000 * (len(item.images) + bool(item.video)) for item in items]
+        lengths = self.processor.sort_keys(items, per_item, task)
         order = sorted(range(len(items)), key=lambda index: -lengths[index])
         embeddings = torch.empty(len(items), self.config.embedding_dim, dtype=torch.float32, device=self.device)
         starts = range(0, len(items), batch_size)
