@@ -110,6 +110,10 @@ class VLEmbedConfig(PreTrainedConfig):
             L2-normalise the embeddings.
         templates (`dict`, *optional*):
             `{"query": ..., "document": ...}` instruction templates (see `TEMPLATES`).
+        instructions (`dict`, *optional*):
+            Default instruction per task (`{"query": "Find the code for this description."}`),
+            used by `encode_query` / `encode_document` when none is given; sentence-transformers
+            sees them as its `prompts`.
         max_length (`int`, *optional*):
             Token limit for text-only inputs (inputs with images are never truncated: that would cut
             image tokens).
@@ -117,6 +121,11 @@ class VLEmbedConfig(PreTrainedConfig):
             Frames uniformly sampled from a longer video (LLaVE §4.4).
         padding_side (`str`, *optional*):
             Overrides the tokenizer's padding side. Pooling is correct with either.
+        training_summary (`dict`, *optional*):
+            The recipe and hyperparameters the model was trained with (written by the trainer; the
+            model card shows it).
+        evaluation_results (`list`, *optional*):
+            `{"task", "dataset", "split", "metrics"}` entries for the model card's results.
     """
 
     model_type = "vlembed"
@@ -131,9 +140,12 @@ class VLEmbedConfig(PreTrainedConfig):
     embedding_dim: int | None = None
     normalize: bool = True
     templates: dict | None = None
+    instructions: dict | None = None
     max_length: int | None = None
     max_frames: int = 32
     padding_side: str | None = None
+    training_summary: dict | None = None
+    evaluation_results: list | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -153,6 +153,7 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         embedding_dim: int | None = None,
         normalize: bool = True,
         templates: dict[str, str] | None = None,
+        instructions: dict[str, str] | None = None,
         max_length: int | None = None,
         max_frames: int = 32,
         padding_side: Literal["left", "right"] | None = None,
@@ -164,13 +165,15 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         The backbone's base model is loaded through `AutoModel` (checkpoints of the
         ``*ForConditionalGeneration`` / ``*ForCausalLM`` classes load too; their LM head is dropped).
         ``templates`` takes ``{"query": ..., "document": ...}``, each a name in `TEMPLATES` or a
-        template string. ``max_length`` defaults to the ``max_seq_length`` of a sentence-transformers
+        template string; ``instructions`` the default instruction per task (see `encode_query`).
+        ``max_length`` defaults to the ``max_seq_length`` of a sentence-transformers
         folder, else the tokenizer's limit. ``model_kwargs`` go to `AutoModel.from_pretrained`
         (``dtype``, ``attn_implementation``, ``revision``, ``token``, ...).
         """
         config_kwargs = dict(
             pooling=pooling, bidirectional=bidirectional, head=head, embedding_dim=embedding_dim,
-            normalize=normalize, templates=templates, max_frames=max_frames, padding_side=padding_side,
+            normalize=normalize, templates=templates, instructions=instructions, max_frames=max_frames,
+            padding_side=padding_side,
         )
         # Validate our own arguments before loading any weights.
         VLEmbedConfig(**config_kwargs)
@@ -198,11 +201,56 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         model.processor = _load_processor(pretrained_model_name_or_path, model.config, hub_kwargs)
         return model
 
+    # Set by the vlembed package (when installed) to write README.md: `writer(model, directory)`.
+    model_card_writer = None
+
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
-        """Write config (with ``auto_map``), safetensors weights, this code and the processor."""
+        """Write everything a Hub repository needs: config (with ``auto_map``), safetensors weights,
+        this code, the processor, the sentence-transformers files and, with vlembed installed, the
+        model card."""
+        kwargs.pop("safe_serialization", None)  # weights are always safetensors
         super().save_pretrained(save_directory, *args, **kwargs)
-        if self._processor is not None and kwargs.get("is_main_process", True):
+        if not kwargs.get("is_main_process", True):
+            return
+        if self._processor is not None:
             self._processor.processor.save_pretrained(save_directory)
+        _write_sentence_transformers_files(self.config, save_directory)
+        if type(self).model_card_writer is not None:
+            type(self).model_card_writer(self, save_directory)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Upload vlembed embedding model",
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+    ):
+        """Create the repository if needed and upload everything `save_pretrained` writes, in one commit.
+
+        The token comes from the usual places (``token=``, ``HF_TOKEN``, the saved login) and is
+        handed to `huggingface_hub` only: never printed or logged. Returns the commit info.
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi  # a transformers dependency; only pushing needs it
+
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+        with tempfile.TemporaryDirectory() as directory:
+            self.save_pretrained(directory)
+            if type(self).model_card_writer is not None:
+                type(self).model_card_writer(self, directory, repo_id=repo_id)
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=directory,
+                commit_message=commit_message,
+                revision=revision,
+                create_pr=create_pr,
+                repo_type="model",
+            )
 
     @property
     def processor(self) -> VLEmbedProcessor:
@@ -310,11 +358,13 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         return embeddings.cpu().numpy() if convert_to == "numpy" else embeddings
 
     def encode_query(self, inputs: Any, instruction: str | None = None, **kwargs: Any):
-        """`encode` with the query template (``instruction`` may be None for plain queries)."""
+        """`encode` with the query template and, when none is given, the config's default query instruction."""
+        instruction = instruction if instruction is not None else (self.config.instructions or {}).get("query")
         return self.encode(inputs, instruction, task="query", **kwargs)
 
     def encode_document(self, inputs: Any, instruction: str | None = None, **kwargs: Any):
-        """`encode` with the document template."""
+        """`encode` with the document template and the config's default document instruction, if any."""
+        instruction = instruction if instruction is not None else (self.config.instructions or {}).get("document")
         return self.encode(inputs, instruction, task="document", **kwargs)
 
     @staticmethod
@@ -324,6 +374,52 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         b = torch.as_tensor(embeddings_b, dtype=torch.float32)
         a, b = (a.unsqueeze(0) if a.dim() == 1 else a), (b.unsqueeze(0) if b.dim() == 1 else b)
         return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T.to(a.device)
+
+
+def _write_sentence_transformers_files(config: VLEmbedConfig, directory: str | os.PathLike) -> None:
+    """modules.json naming the shipped `custom_st.VLEmbedTransformer`, its config, and the prompts."""
+    import importlib.metadata
+    import shutil
+
+    def write_json(name: str, content: Any) -> None:
+        path = os.path.join(directory, name)
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(content, handle, indent=2)
+        os.replace(path + ".tmp", path)
+
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    custom_st = os.path.join(os.path.dirname(os.path.abspath(__file__)), "custom_st.py")
+    if not os.path.isfile(custom_st):
+        source_folder = str(getattr(config, "_name_or_path", "") or "")
+        custom_st = os.path.join(source_folder, "custom_st.py")
+    if os.path.isfile(custom_st):
+        if os.path.abspath(custom_st) != os.path.abspath(os.path.join(directory, "custom_st.py")):
+            shutil.copyfile(custom_st, os.path.join(directory, "custom_st.py"))
+    else:
+        logger.warning("custom_st.py not found: the saved folder will not load in sentence-transformers.")
+        return
+    write_json("modules.json", [{"idx": 0, "name": "0", "path": "", "type": "custom_st.VLEmbedTransformer"}])
+    write_json("sentence_bert_config.json", {"transformer_task": "feature-extraction"})
+    instructions = config.instructions or {}
+    write_json(
+        "config_sentence_transformers.json",
+        {
+            "model_type": "SentenceTransformer",
+            "__version__": {
+                "sentence_transformers": version("sentence-transformers"),
+                "transformers": version("transformers"),
+                "pytorch": version("torch"),
+            },
+            "prompts": {"query": instructions.get("query", ""), "document": instructions.get("document", "")},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    )
 
 
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")

@@ -52,10 +52,17 @@ def _is_image(value: Any) -> bool:
     return is_pil_image(value) or isinstance(value, Path)
 
 
+def _encoded_image(source: Any) -> bool:
+    """An image as `datasets` stores it undecoded (e.g. inside a struct column): {"bytes", "path"}."""
+    return isinstance(source, dict) and source.get("bytes") is not None
+
+
 def _check_image_source(source: Any, index: int, what: str) -> None:
-    """Fail early on an image that is neither a PIL image nor a readable image file."""
-    if is_pil_image(source):
+    """Fail early on an image that is neither a PIL image, encoded bytes nor a readable image file."""
+    if is_pil_image(source) or _encoded_image(source):
         return
+    if isinstance(source, dict) and source.get("path"):
+        source = source["path"]
     if not isinstance(source, (str, Path)):
         raise TypeError(f"Input {index}: {what} must be a PIL image or a file path, got {type(source).__name__}.")
     path = Path(source)
@@ -129,7 +136,17 @@ def sample_frames(frames: Sequence, max_frames: int) -> list:
 
 def _load(source: Any, index: int):
     try:
-        image = load_image(source if is_pil_image(source) else str(source))
+        if _encoded_image(source):
+            from io import BytesIO
+
+            from PIL import Image
+
+            image = Image.open(BytesIO(source["bytes"]))
+            image.load()
+        else:
+            if isinstance(source, dict):
+                source = source["path"]
+            image = load_image(source if is_pil_image(source) else str(source))
     except Exception as error:  # PIL raises many types for corrupt files
         raise ValueError(f"Input {index}: cannot load image '{source}': {error}") from error
     return image if image.mode == "RGB" else image.convert("RGB")
