@@ -8,4 +8,22 @@ EmbeddingModel = VLEmbedModel
 VLEmbedModel.model_card_writer = staticmethod(write_model_card)
 
 __version__ = "0.1.0"
-__all__ = ["EmbeddingModel", "VLEmbedModel", "VLEmbedConfig", "TEMPLATES", "write_model_card", "__version__"]
+__all__ = [
+    "EmbeddingModel",
+    "VLEmbedModel",
+    "VLEmbedConfig",
+    "TEMPLATES",
+    "ContrastiveTrainer",
+    "ContrastiveTrainingArguments",
+    "write_model_card",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    # The trainer pulls in transformers.Trainer and accelerate: imported only when asked for.
+    if name in ("ContrastiveTrainer", "ContrastiveTrainingArguments"):
+        from .trainer import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'vlembed' has no attribute {name!r}")

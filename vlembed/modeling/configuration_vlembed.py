@@ -121,6 +121,14 @@ class VLEmbedConfig(PreTrainedConfig):
             Frames uniformly sampled from a longer video (LLaVE §4.4).
         padding_side (`str`, *optional*):
             Overrides the tokenizer's padding side. Pooling is correct with either.
+        adapters (`dict`, *optional*):
+            LoRA adapters the model carries, by name: `{"instruction": {"r": 16, "lora_alpha": 32,
+            "target_modules": [...], "tasks": ["query"]}}`. An adapter is active for its tasks only
+            (ABC §3.1: the instruction adapter embeds queries; candidates are embedded without it).
+            Loading a model with adapters needs `peft`.
+        temperature (`float`, *optional*):
+            The contrastive temperature, when the model learns it (ABC §3.1); the weights hold the
+            trained value, this the initial one.
         training_summary (`dict`, *optional*):
             The recipe and hyperparameters the model was trained with (written by the trainer; the
             model card shows it).
@@ -144,6 +152,8 @@ class VLEmbedConfig(PreTrainedConfig):
     max_length: int | None = None
     max_frames: int = 32
     padding_side: str | None = None
+    adapters: dict | None = None
+    temperature: float | None = None
     training_summary: dict | None = None
     evaluation_results: list | None = None
 
@@ -174,6 +184,14 @@ class VLEmbedConfig(PreTrainedConfig):
         if unknown:
             raise ValueError(f"templates takes the keys 'query' and 'document', got {sorted(unknown)}.")
         self.templates = {name: TEMPLATES.get(template, template) for name, template in self.templates.items()}
+        for name, adapter in (self.adapters or {}).items():
+            tasks = set(adapter.get("tasks", ()))
+            if not tasks or not tasks <= {"query", "document"}:
+                raise ValueError(f"Adapter {name!r}: 'tasks' must be a non-empty subset of ['query', 'document'], got {sorted(tasks)}.")
+        for task in ("query", "document"):
+            owners = [name for name, adapter in (self.adapters or {}).items() if task in adapter["tasks"]]
+            if len(owners) > 1:
+                raise ValueError(f"Adapters {owners} all apply to {task!r}; at most one adapter per task.")
 
     @property
     def family(self) -> Family:

@@ -137,7 +137,12 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
             self.head = nn.Linear(hidden_size, config.embedding_dim)
         else:
             self.head = None
+        # ABC §3.1 learns τ; it lives in the model so optimisers, DDP, checkpoints and ZeRO see it.
+        if config.temperature is not None:
+            self.temperature = nn.Parameter(torch.tensor(float(config.temperature)))
         self._processor: VLEmbedProcessor | None = None
+        for name, adapter in (config.adapters or {}).items():
+            self._inject_adapter(name, adapter)
         self.post_init()
 
     # ------------------------------------------------------------------ building and loading
@@ -192,8 +197,15 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any) -> "VLEmbedModel":
-        """Load a saved vlembed model together with the processor saved beside it."""
+        """Load a saved vlembed model together with the processor saved beside it.
+
+        A model that carries adapters comes back with only the adapter weights trainable, as peft
+        leaves a freshly adapted model (a plain reload would make every weight trainable).
+        """
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        if model.config.adapters:
+            for name, parameter in model.named_parameters():
+                parameter.requires_grad = "lora_" in name
         hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if key in kwargs}
         # This folder's config.json names our own code in auto_map; trusting it (as the caller did to
         # get here) keeps AutoProcessor from prompting. The processor itself is the backbone's.
@@ -263,6 +275,87 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
     def processor(self, processor: Any) -> None:
         self._processor = processor if isinstance(processor, VLEmbedProcessor) else VLEmbedProcessor(processor, self.config)
 
+    # ------------------------------------------------------------------ adapters
+
+    def add_adapter(
+        self,
+        name: str,
+        *,
+        r: int,
+        lora_alpha: int,
+        lora_dropout: float = 0.0,
+        targets: Sequence[str] = ("language_model",),
+        tasks: Sequence[str] = ("query", "document"),
+    ) -> None:
+        """Add a LoRA adapter (needs peft) on the ``targets`` (``"language_model"``, ``"vision_tower"``).
+
+        ``tasks`` says which side it embeds: ``("query",)`` for ABC's instruction adapter (§3.1),
+        whose candidates are embedded without it. peft freezes every other weight.
+        """
+        family = self.config.family
+        roots = {"language_model": family.language_model, "vision_tower": family.vision_tower}
+        unknown = set(targets) - set(roots)
+        if unknown or not targets:
+            raise ValueError(f"LoRA targets must be among {sorted(roots)}, got {list(targets)}.")
+        if "vision_tower" in targets and family.vision_tower is None:
+            raise ValueError("This backbone has no vision tower to put LoRA on.")
+        base = self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
+        excluded = family.projector or "\0"  # the projector is trained whole or frozen, never LoRA'd
+        target_modules = sorted(
+            module_name
+            for module_name, module in base.named_modules()
+            if isinstance(module, nn.Linear)
+            and any(module_name.startswith(roots[target] + ".") if roots[target] else True for target in targets)
+            and not module_name.startswith(excluded)
+        )
+        adapter = dict(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules, tasks=list(tasks))
+        adapters = dict(self.config.adapters or {})
+        adapters[name] = adapter
+        self.config.adapters = adapters
+        self.config.__post_init__()  # validates tasks (one adapter per task)
+        self._inject_adapter(name, adapter)
+
+    def _inject_adapter(self, name: str, adapter: dict) -> None:
+        try:
+            from peft import LoraConfig, PeftModel, get_peft_model
+        except ImportError as error:
+            raise ImportError("This model carries LoRA adapters: pip install peft") from error
+        lora_config = LoraConfig(
+            r=adapter["r"], lora_alpha=adapter["lora_alpha"], lora_dropout=adapter.get("lora_dropout", 0.0),
+            target_modules=list(adapter["target_modules"]),
+        )
+        if isinstance(self.backbone, PeftModel):
+            self.backbone.add_adapter(name, lora_config)
+        else:
+            self.backbone = get_peft_model(self.backbone, lora_config, adapter_name=name)
+
+    def merge_adapters(self) -> None:
+        """Fold every adapter into the base weights (ABC: stage 1's LoRA is merged before stage 2)."""
+        if not self.config.adapters:
+            return
+        names = list(self.config.adapters)
+        self.backbone = self.backbone.merge_and_unload(adapter_names=names)
+        self.config.adapters = None
+
+    def _adapter_for(self, task: str | None) -> str | None:
+        for name, adapter in (self.config.adapters or {}).items():
+            if (task or "document") in adapter["tasks"]:
+                return name
+        return None
+
+    def adapter_scope(self, task: str | None, use_adapter: bool = True):
+        """Context in which the backbone runs with ``task``'s adapter, or with none
+        (``use_adapter=False``, or no adapter for that task)."""
+        import contextlib
+
+        if not self.config.adapters:
+            return contextlib.nullcontext()
+        name = self._adapter_for(task) if use_adapter else None
+        if name is None:
+            return self.backbone.disable_adapter()
+        self.backbone.set_adapter(name)
+        return contextlib.nullcontext()
+
     # ------------------------------------------------------------------ forward
 
     def forward(
@@ -306,6 +399,7 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         normalize: bool | None = None,
         convert_to: Literal["numpy", "torch"] = "numpy",
         show_progress_bar: bool | None = None,
+        use_adapter: bool = True,
     ):
         """Embed text, images, interleaved image+text or video frames.
 
@@ -321,6 +415,8 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
             normalize: L2-normalise (default: the config's ``normalize``).
             convert_to: ``"numpy"`` (float32 array) or ``"torch"`` (float32 tensor on the model's device).
             show_progress_bar: default: shown when there are more than 4 batches.
+            use_adapter: with a model that carries adapters, embed with the task's adapter (default)
+                or, ``False``, with the base weights only.
 
         Returns:
             ``[len(inputs), embedding_dim]`` (``[embedding_dim]`` for a single item).
@@ -334,28 +430,30 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         if instruction is not None and not isinstance(instruction, str) and len(instruction) != len(items):
             raise ValueError(f"Got {len(instruction)} instructions for {len(items)} inputs.")
         per_item = [instruction] * len(items) if instruction is None or isinstance(instruction, str) else list(instruction)
+        task = task or ("query" if instruction is not None else "document")
         # Longest first: an out-of-memory batch shows up at once, and similar lengths share a batch.
         lengths = self.processor.sort_keys(items, per_item, task)
         order = sorted(range(len(items)), key=lambda index: -lengths[index])
         embeddings = torch.empty(len(items), self.config.embedding_dim, dtype=torch.float32, device=self.device)
-        starts = range(0, len(items), batch_size)
         if show_progress_bar is None:
-            show_progress_bar = len(starts) > 4
+            show_progress_bar = len(items) > 4 * batch_size
         was_training = self.training
         self.eval()
         try:
-            for start in logging.tqdm(starts, desc="Encoding", disable=not show_progress_bar):
-                indices = order[start : start + batch_size]
-                batch = self.processor(
-                    [items[i] for i in indices], [per_item[i] for i in indices], task=task, parsed=True
-                )
-                batch = batch.to(self.device)
-                embeddings[indices] = self(**batch, normalize=normalize).embeddings.float()
+            with self.adapter_scope(task, use_adapter):
+                self._encode_batches(items, per_item, order, task, batch_size, normalize, embeddings, show_progress_bar)
         finally:
             self.train(was_training)
         if single:
             embeddings = embeddings[0]
         return embeddings.cpu().numpy() if convert_to == "numpy" else embeddings
+
+    def _encode_batches(self, items, instructions, order, task, batch_size, normalize, out, show_progress_bar) -> None:
+        starts = range(0, len(items), batch_size)
+        for start in logging.tqdm(starts, desc="Encoding", disable=not show_progress_bar):
+            indices = order[start : start + batch_size]
+            batch = self.processor([items[i] for i in indices], [instructions[i] for i in indices], task=task, parsed=True)
+            out[indices] = self(**batch.to(self.device), normalize=normalize).embeddings.float()
 
     def encode_query(self, inputs: Any, instruction: str | None = None, **kwargs: Any):
         """`encode` with the query template and, when none is given, the config's default query instruction."""

@@ -57,19 +57,22 @@ def _encoded_image(source: Any) -> bool:
     return isinstance(source, dict) and source.get("bytes") is not None
 
 
-def _check_image_source(source: Any, index: int, what: str) -> None:
-    """Fail early on an image that is neither a PIL image, encoded bytes nor a readable image file."""
+def check_image_source(source: Any, where: str, what: str = "image") -> None:
+    """Fail early on an image that is neither a PIL image, encoded bytes nor a readable image file.
+
+    ``where`` starts the message ("Input 3", "Row 17, column 'query_image'").
+    """
     if is_pil_image(source) or _encoded_image(source):
         return
     if isinstance(source, dict) and source.get("path"):
         source = source["path"]
     if not isinstance(source, (str, Path)):
-        raise TypeError(f"Input {index}: {what} must be a PIL image or a file path, got {type(source).__name__}.")
+        raise TypeError(f"{where}: {what} must be a PIL image or a file path, got {type(source).__name__}.")
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"Input {index}: {what} file not found: '{path}'.")
+        raise FileNotFoundError(f"{where}: {what} file not found: '{path}'.")
     if not os.access(path, os.R_OK):
-        raise PermissionError(f"Input {index}: {what} file is not readable: '{path}'.")
+        raise PermissionError(f"{where}: {what} file is not readable: '{path}'.")
     try:  # lazy, and inside try so that transformers' remote-code import check does not demand Pillow
         from PIL import Image, UnidentifiedImageError
     except ImportError as error:
@@ -78,7 +81,7 @@ def _check_image_source(source: Any, index: int, what: str) -> None:
         with Image.open(path) as image:  # reads the header only
             image.size
     except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"Input {index}: cannot read {what} file '{path}': {error}") from error
+        raise ValueError(f"{where}: cannot read {what} file '{path}': {error}") from error
 
 
 def to_embedding_input(item: Any, index: int) -> EmbeddingInput:
@@ -115,9 +118,9 @@ def to_embedding_input(item: Any, index: int) -> EmbeddingInput:
             "pathlib.Path or a dict with 'text', 'image', 'images' or 'video'."
         )
     for image in parsed.images:
-        _check_image_source(image, index, "image")
+        check_image_source(image, f"Input {index}")
     for frame in parsed.video or []:
-        _check_image_source(frame, index, "video frame")
+        check_image_source(frame, f"Input {index}", "video frame")
     markers = parsed.text.count(IMAGE_MARKER)
     if markers > len(parsed.images):
         raise ValueError(f"Input {index}: the text has {markers} '{IMAGE_MARKER}' markers but only {len(parsed.images)} images.")

@@ -1,0 +1,170 @@
+"""Training rows → processor batches for the contrastive loss.
+
+A row is one query with its positive and any number of negatives (see `COLUMNS`). Each side is
+text, image(s) or both (interleaved where the text holds ``<image>`` markers); a query may carry an
+instruction; negatives may carry a hardness score, which becomes the loss's reward for that
+query-negative pair. Images are PIL images, paths, or `datasets` images; they are loaded here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from vlembed.modeling.processing_vlembed import check_image_source
+
+# column -> what it holds. "query" and "positive" (or their image columns) are required.
+COLUMNS = {
+    "query": "query text (may be empty when query_image is given)",
+    "query_image": "an image or a list of images of the query",
+    "query_instruction": "the query's task instruction (default: the training argument query_instruction)",
+    "positive": "the positive's text",
+    "positive_image": "an image or a list of images of the positive",
+    "negatives": "a list of negative texts",
+    "negative_images": "a list of negative images (None where a negative has none), aligned with negatives",
+    "negative_hardness": "a list of hardness scores, aligned with negatives; added to that negative's logit",
+}
+ROW_INDEX = "__row_index"  # added by the trainer so that errors name the dataset row
+_WRONG_SIDE = ("positive_instruction", "negative_instruction", "negatives_instruction", "document_instruction")
+
+
+def _images(value: Any) -> list:
+    if value is None:
+        return []
+    return [image for image in value if image is not None] if isinstance(value, (list, tuple)) else [value]
+
+
+def _item(text: str | None, images: list) -> Any:
+    text = text or ""
+    return {"text": text, "images": images} if images else text
+
+
+def row_item(row: dict[str, Any], side: str) -> Any:
+    """The ``"query"`` or ``"positive"`` side of a row as an input item (text, images or both)."""
+    return _item(row.get(side), _images(row.get(f"{side}_image")))
+
+
+def check_columns(column_names: Sequence[str]) -> None:
+    """Refuse a dataset whose columns cannot be a contrastive training set, before training starts."""
+    names = set(column_names)
+    wrong_side = sorted(names & set(_WRONG_SIDE))
+    if wrong_side:
+        raise ValueError(
+            f"Column(s) {wrong_side}: instructions belong to the query side ('query_instruction'). For an "
+            "instruction on every document, set the training argument document_instruction."
+        )
+    if not names & {"query", "query_image"} or not names & {"positive", "positive_image"}:
+        expected = "\n".join(f"  {name}: {meaning}" for name, meaning in COLUMNS.items())
+        raise ValueError(f"The dataset has columns {sorted(names)}; a training set needs these:\n{expected}")
+    if "negative_hardness" in names and "negatives" not in names and "negative_images" not in names:
+        raise ValueError("Column 'negative_hardness' needs the negatives it scores ('negatives' / 'negative_images').")
+
+
+@dataclass
+class ContrastiveDataCollator:
+    """Builds ``{"query_inputs", "candidate_inputs", "reward"}`` from rows.
+
+    Candidates are the N positives, then every row's negatives in row order, as `ContrastiveLoss`
+    expects. ``reward`` ([N, M] or None) holds ``hardness_scale · negative_hardness`` at each row's
+    own negatives.
+
+    Args:
+        processor: the model's `VLEmbedProcessor` (templates, placeholders, the backbone's processor).
+        num_negatives: take exactly this many negatives per row (the first ones); a row with fewer
+            is an error. None takes all a row has; rows then must agree when the loss gathers
+            across processes.
+        query_instruction / document_instruction: instruction for queries without their own, and
+            for every candidate (rendered with the document template).
+        hardness_scale: factor from a hardness score to a logit reward.
+    """
+
+    processor: Any
+    num_negatives: int | None = None
+    query_instruction: str | None = None
+    document_instruction: str | None = None
+    hardness_scale: float = 1.0
+    fixed_negative_count: bool = False
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        queries, query_instructions, positives, negatives, hardness = [], [], [], [], []
+        for position, row in enumerate(rows):
+            row_name = f"Row {row.get(ROW_INDEX, position)}"
+            query, positive = row_item(row, "query"), row_item(row, "positive")
+            if not positive:
+                raise ValueError(f"{row_name}: no positive (columns 'positive' and 'positive_image' are empty).")
+            if not query:
+                raise ValueError(f"{row_name}: an empty query (columns 'query' and 'query_image' are empty).")
+            row_negatives = self._negatives(row, row_name)
+            row_hardness = row.get("negative_hardness")
+            if row_hardness is not None:
+                row_hardness = list(row_hardness)[: len(row_negatives)]
+                if len(row_hardness) != len(row_negatives):
+                    raise ValueError(
+                        f"{row_name}: column 'negative_hardness' has {len(row_hardness)} scores for {len(row_negatives)} negatives."
+                    )
+            self._check_image_files(row, row_name)
+            queries.append(query)
+            query_instructions.append(row.get("query_instruction") or self.query_instruction)
+            positives.append(positive)
+            negatives.append(row_negatives)
+            hardness.append(row_hardness)
+        if self.fixed_negative_count and len({len(row_negatives) for row_negatives in negatives}) > 1:
+            counts = {rows[i].get(ROW_INDEX, i): len(n) for i, n in enumerate(negatives)}
+            raise ValueError(
+                f"Rows of one batch have different numbers of negatives {counts}, but the loss gathers across "
+                "processes and needs the same count everywhere: set num_negatives."
+            )
+        candidates = positives + [negative for row_negatives in negatives for negative in row_negatives]
+        return {
+            "query_inputs": self.processor(queries, query_instructions, task="query"),
+            "candidate_inputs": self.processor(candidates, self.document_instruction, task="document"),
+            "reward": self._reward(negatives, hardness, len(candidates)),
+        }
+
+    def _negatives(self, row: dict[str, Any], row_name: str) -> list:
+        texts = row.get("negatives")
+        images = row.get("negative_images")
+        if texts is None and images is None:
+            found: list = []
+        else:
+            count = len(texts if texts is not None else images)
+            if texts is not None and images is not None and len(images) != len(texts):
+                raise ValueError(f"{row_name}: {len(texts)} 'negatives' but {len(images)} 'negative_images'.")
+            found = [
+                _item(texts[i] if texts is not None else None, _images(images[i]) if images is not None else [])
+                for i in range(count)
+            ]
+            for i, negative in enumerate(found):
+                if not negative:
+                    raise ValueError(f"{row_name}: negative {i} is empty in 'negatives' / 'negative_images'.")
+        if self.num_negatives is None:
+            return found
+        if len(found) < self.num_negatives:
+            raise ValueError(
+                f"{row_name}: column 'negatives' has {len(found)} negatives, but num_negatives={self.num_negatives}."
+            )
+        return found[: self.num_negatives]
+
+    @staticmethod
+    def _check_image_files(row: dict[str, Any], row_name: str) -> None:
+        """A missing or unreadable image is named with its row and column, not its batch position."""
+        for column in ("query_image", "positive_image", "negative_images"):
+            value = row.get(column)
+            images = value if isinstance(value, (list, tuple)) else [value]
+            for image in images:
+                for source in image if isinstance(image, (list, tuple)) else [image]:
+                    if source is not None:
+                        check_image_source(source, f"{row_name}, column '{column}'")
+
+    def _reward(self, negatives: list[list], hardness: list[list[float] | None], num_candidates: int) -> torch.Tensor | None:
+        if all(scores is None for scores in hardness):
+            return None
+        reward = torch.zeros(len(negatives), num_candidates)
+        column = len(negatives)
+        for row, (row_negatives, scores) in enumerate(zip(negatives, hardness)):
+            if scores is not None:
+                reward[row, column : column + len(row_negatives)] = torch.tensor(scores, dtype=torch.float32) * self.hardness_scale
+            column += len(row_negatives)
+        return reward
