@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_mining import one_torch_thread, run_cli, unit  # noqa: F401  (module fixture, helpers)
+from tests.utils import run_cli, unit
 from vlembed.evaluation import (
     RetrievalTask,
     evaluate,

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.utils import run_cli, unit
 from vlembed.search import search
 from vlembed.trainer.mining import (
     MODALITIES,
@@ -18,34 +19,6 @@ from vlembed.trainer.mining import (
     sample_modality_aware_negatives,
     threshold_negative_pools,
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread while this module runs: on the shared 2-core machine, two threads that compete
-    with other processes are several times slower than one."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def run_cli(name: str, argv: list[str]) -> int:
-    """Run one ``vlembed`` subcommand through its own parser (the other subcommands need not be importable)."""
-    import argparse
-    import importlib
-
-    module = importlib.import_module(f"vlembed.cli.{name}")
-    parser = argparse.ArgumentParser(prog="vlembed")
-    module.add_parser(parser.add_subparsers(dest="command"), name, name)
-    return module.run(parser.parse_args([name, *argv]))
-
-
-def unit(rows: np.ndarray) -> np.ndarray:
-    rows = np.asarray(rows, dtype=np.float32)
-    return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
 
 
 @pytest.fixture(scope="module")

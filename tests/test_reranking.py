@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_mining import one_torch_thread, run_cli  # noqa: F401  (module fixture, helper)
+from tests.utils import run_cli
 from vlembed.reranking import DEFAULT_PROMPTS, MLLMReranker, resolve_prompt
 
 

@@ -154,6 +154,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
     common = ["--backbone", backbone, "--pooling", "last", "--train_data", "stdlib-code", "--max_train_samples", "48",
               "--eval_data", "none", "--max_steps", "4", "--logging_steps", "1", "--report_to", "none", "--use_cpu",
               "--save_strategy", "no", "--batch_sampler", "sequential", "--loss", "llave", "--learning_rate", "1e-3",
+              "--learnable_temperature", "true", "--temperature", "0.05",
               "--num_negatives", "0", "--disable_tqdm", "true"]
     run_torchrun(REPO / "examples" / "train.py", *common, "--ddp_backend", "gloo", "--per_device_train_batch_size", "4",
                  "--output_dir", str(tmp_path / "two"))
@@ -165,7 +166,12 @@ def test_torchrun_two_processes_match_one(tmp_path):
     }
     assert len(logged["one"]) == 4
     np.testing.assert_allclose(logged["two"], logged["one"], rtol=1e-4)
-    # The gathered loss really saw 8 queries: a 1-process run with 4 per batch logs different values.
+    # The learnable τ (in the model, its gradient averaged over ranks) ends where one process takes it.
+    from safetensors.numpy import load_file
+
+    temperatures = {name: float(load_file(tmp_path / name / "model.safetensors")["temperature"]) for name in ("one", "two")}
+    assert temperatures["one"] != 0.05
+    assert abs(temperatures["two"] - temperatures["one"]) < 1e-6
     assert json.loads((tmp_path / "two" / "config.json").read_text())["training_summary"]["global_batch_size"] == 8
 
 

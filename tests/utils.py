@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Makes `import vlembed` fail, as on a machine where only transformers (and maybe ST) is installed.
@@ -45,6 +47,19 @@ def run_torchrun(script: str | os.PathLike, *args: str, nproc: int = 2, cwd: str
     if result.returncode != 0:
         raise AssertionError(f"torchrun failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
     return result.stdout
+
+
+def run_cli(name: str, argv: list[str]) -> int:
+    """Run ``vlembed <name> <argv...>`` in this process; return its exit code."""
+    from vlembed.cli import main
+
+    return main([name, *argv])
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (float32), as the models emit them."""
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
 
 
 def _free_port() -> int:

@@ -1,29 +1,29 @@
-"""vlembed: vision-language models (and text LLMs or encoders) as universal embedding models."""
+"""vlembed: vision-language models (and text LLMs or encoders) as universal embedding models.
 
-from .model_cards import write_model_card
-from .modeling import TEMPLATES, VLEmbedConfig, VLEmbedModel
+Attributes load on first use, so that `vlembed --help` and light imports stay fast.
+"""
 
-EmbeddingModel = VLEmbedModel
-# With vlembed installed, every save_pretrained / push_to_hub also writes the model card.
-VLEmbedModel.model_card_writer = staticmethod(write_model_card)
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = [
-    "EmbeddingModel",
-    "VLEmbedModel",
-    "VLEmbedConfig",
-    "TEMPLATES",
-    "ContrastiveTrainer",
-    "ContrastiveTrainingArguments",
-    "write_model_card",
-    "__version__",
-]
+
+_EXPORTS = {
+    "EmbeddingModel": ("vlembed.modeling", "VLEmbedModel"),
+    "VLEmbedModel": ("vlembed.modeling", "VLEmbedModel"),
+    "VLEmbedConfig": ("vlembed.modeling", "VLEmbedConfig"),
+    "TEMPLATES": ("vlembed.modeling", "TEMPLATES"),
+    "ContrastiveTrainer": ("vlembed.trainer.trainer", "ContrastiveTrainer"),
+    "ContrastiveTrainingArguments": ("vlembed.trainer.trainer", "ContrastiveTrainingArguments"),
+    "ContrastiveLoss": ("vlembed.trainer.losses", "ContrastiveLoss"),
+    "write_model_card": ("vlembed.model_cards", "write_model_card"),
+}
+__all__ = [*_EXPORTS, "__version__"]
 
 
 def __getattr__(name: str):
-    # The trainer pulls in transformers.Trainer and accelerate: imported only when asked for.
-    if name in ("ContrastiveTrainer", "ContrastiveTrainingArguments"):
-        from .trainer import trainer
-
-        return getattr(trainer, name)
-    raise AttributeError(f"module 'vlembed' has no attribute {name!r}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'vlembed' has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    return getattr(importlib.import_module(module), attribute)

@@ -34,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if not argv:
         argv = ["train"]  # the built-in default run
-    args = parser.parse_args(argv)
+    if argv[0] == "train":
+        # train forwards unknown --flags to ContrastiveTrainingArguments
+        args, extra = parser.parse_known_args(argv)
+        args.extra = extra
+    else:
+        args = parser.parse_args(argv)
     return int(_module(args.command).run(args) or 0)
 
 

@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except CorpusError as error:
         return _error(str(error))
-    model = _load_model(model_dir, args.pooling)
+    from vlembed.loading import load_embedding_model
+
+    model = load_embedding_model(model_dir, pooling=args.pooling)
     try:
         store = encode_corpus(
             model, items, args.out, ids=ids, instruction=args.instruction, task=args.task, batch_size=args.batch_size,
@@ -74,18 +76,6 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"Embedding store: {store.path} ({len(store)} x {store.dim}, {store.manifest['dtype']})")
     return 0
-
-
-def _load_model(model_dir: str, pooling: str):
-    import json
-
-    from vlembed import EmbeddingModel
-
-    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as handle:
-        model_type = json.load(handle).get("model_type")
-    if model_type == "vlembed":
-        return EmbeddingModel.from_pretrained(model_dir)
-    return EmbeddingModel.from_backbone(model_dir, pooling=pooling)
 
 
 def _error(message: str) -> int:

@@ -47,21 +47,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device for the model (default: cuda when available).")
 
 
-def load_embedding_model(name_or_path: str, device: str | None = None, pooling: str | None = None):
-    """A saved vlembed model (``model_type`` "vlembed"), else the folder/id wrapped as a backbone with ``pooling``."""
-    import torch
-    from transformers import AutoConfig
-
-    from vlembed import EmbeddingModel
-
-    config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=True)
-    if config.model_type == "vlembed":
-        model = EmbeddingModel.from_pretrained(name_or_path)
-    else:
-        model = EmbeddingModel.from_backbone(name_or_path, **({"pooling": pooling} if pooling else {}))
-    return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def _item_json(item) -> dict:
     if isinstance(item, str):
         return {"text": item}
@@ -104,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "text":
             loader_kwargs["query_instruction"] = args.query_instruction
     tasks = [name for value in args.task for name in value.split(",") if name] or [None]
-    model = load_embedding_model(args.model, args.device, args.pooling)
+    from vlembed.loading import load_embedding_model
+
+    model = load_embedding_model(args.model, device=args.device, pooling=args.pooling)
     results = []
     for name in tasks:
         task = load_task(args.format, args.data, name, **loader_kwargs)

@@ -81,7 +81,7 @@ def save_training_set(dataset, path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vlembed.cli.eval import load_embedding_model
+    from vlembed.loading import load_embedding_model
     from vlembed.trainer.mining import mine_hard_negatives
 
     dataset = load_training_set(args.data)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         from vlembed.encoding import load_corpus
 
         corpus_ids, corpus = load_corpus(args.corpus)
-    model = load_embedding_model(args.model, args.device, args.pooling)
+    model = load_embedding_model(args.model, device=args.device, pooling=args.pooling)
     mined = mine_hard_negatives(
         dataset, model, strategy=args.strategy, query_column=args.query_column, positive_column=args.positive_column,
         query_image_column=args.query_image_column, query_instruction_column=args.query_instruction_column,

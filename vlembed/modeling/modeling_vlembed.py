@@ -30,8 +30,8 @@ logger = logging.get_logger(__name__)
 
 
 def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
-    """Pool token states [B, L, H] into one vector per row, in float32, ignoring padding on either side."""
-    hidden_states = hidden_states.float()
+    """Pool token states [B, L, H] into one vector per row, in at least float32, ignoring padding on either side."""
+    hidden_states = hidden_states.to(torch.promote_types(hidden_states.dtype, torch.float32))
     rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
     if mode == "mean":  # ABC eq. 1, over real tokens only (ABC's code also averaged padding)
         mask = attention_mask.to(hidden_states.dtype).unsqueeze(-1)

@@ -237,10 +237,11 @@ class VLEmbedProcessor:
         for start in range(0, len(items), 8192):
             chunk = range(start, min(start + 8192, len(items)))
             prompts = [self.render(items[index], instructions[index], task)[0] for index in chunk]
-            token_ids = self.tokenizer(prompts, add_special_tokens=True, truncation=False)["input_ids"]
+            limit = {"truncation": True, "max_length": self.max_length} if self.max_length else {}
+            token_ids = self.tokenizer(prompts, add_special_tokens=True, **limit)["input_ids"]
             for index, ids in zip(chunk, token_ids):
                 media = len(items[index].images) + (len(items[index].video) if items[index].video else 0)
-                keys.append(min(len(ids), self.max_length or len(ids)) + 1_000_000 * media)
+                keys.append(len(ids) + 1_000_000 * media)
         return keys
 
     def __call__(

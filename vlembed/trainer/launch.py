@@ -74,25 +74,17 @@ def mix(rows, other, probability: float, seed: int):
 
 
 def build_model(model_args: ModelArguments):
-    from vlembed import EmbeddingModel
+    """The backbone wrapped with the model arguments, or a saved vlembed model to continue (stage 2, curriculum)."""
+    from vlembed.loading import load_embedding_model
 
-    backbone = model_args.backbone
-    if backbone == "all-MiniLM-L6-v2":
-        from vlembed.testing import minilm_path
-
-        backbone = minilm_path()
-    if not Path(backbone).exists() and "/" not in backbone:
-        raise FileNotFoundError(f"Backbone not found: '{backbone}' is neither a folder nor a Hub id.")
-    if (Path(backbone) / "modeling_vlembed.py").is_file():
-        return EmbeddingModel.from_pretrained(backbone)  # continue from a vlembed model (stage 2, curriculum)
     templates = {
         side: template
         for side, template in (("query", model_args.query_template), ("document", model_args.document_template))
         if template is not None
     }
-    return EmbeddingModel.from_backbone(
-        backbone, pooling=model_args.pooling, bidirectional=model_args.bidirectional, head=model_args.head,
-        templates=templates or None, max_length=model_args.max_length,
+    return load_embedding_model(
+        model_args.backbone, device="cpu", pooling=model_args.pooling, bidirectional=model_args.bidirectional,
+        head=model_args.head, templates=templates or None, max_length=model_args.max_length,
     )
 
 

@@ -27,6 +27,7 @@ from .losses import ContrastiveLoss
 from .samplers import BATCH_SAMPLERS, build_batch_sampler
 
 logger = logging.get_logger(__name__)
+_DDP_TYPES = ("MULTI_GPU", "MULTI_CPU", "MULTI_XPU", "MULTI_NPU", "MULTI_MLU", "MULTI_HPU")
 
 
 @dataclass
@@ -179,13 +180,19 @@ class ContrastiveTrainer(Trainer):
     # ------------------------------------------------------------------ setup
 
     def _share_temperature(self, model) -> None:
-        """A learnable τ lives in the model (ABC keeps it there too), so the optimiser, DDP,
-        checkpoints and ZeRO handle it like any weight; the loss reads the same parameter."""
+        """A learnable τ lives in the model (ABC keeps it there too), so the optimiser, checkpoints,
+        ZeRO and FSDP handle it like any weight; the loss reads the same parameter.
+
+        DDP is told to ignore it: τ is used by the loss, outside the model's forward, which DDP's
+        unused-parameter bookkeeping cannot follow. `training_step` averages its gradient instead.
+        """
         if self.loss_fn.temperature.requires_grad:
             if getattr(model, "temperature", None) is None:
                 model.config.temperature = float(self.loss_fn.temperature)
                 model.temperature = nn.Parameter(self.loss_fn.temperature.detach().clone())
             self.loss_fn.temperature = model.temperature
+            # DDP matches a root-level parameter as "temperature" in one place and ".temperature" in another.
+            model._ddp_params_and_buffers_to_ignore = ["temperature", ".temperature"]
         elif getattr(model, "temperature", None) is not None:
             # A model trained with a learnable τ continues with its value, frozen (ABC stage 2).
             model.temperature.requires_grad_(False)
@@ -271,6 +278,16 @@ class ContrastiveTrainer(Trainer):
         with unwrapped.adapter_scope("document", use_adapter=False):
             pieces = [unwrapped(**slice_batch(candidates, *bounds)).embeddings for bounds in mini_batch_ranges(candidates, size)]
         return torch.cat(pieces)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        temperature = self.loss_fn.temperature
+        if temperature.requires_grad and temperature.grad is not None and self.accelerator.distributed_type in _DDP_TYPES:
+            # Averaging after every backward is exact under gradient accumulation too (it is linear,
+            # and the already-averaged part is the same on every rank).
+            torch.distributed.all_reduce(temperature.grad)  # a sum: gloo has no average
+            temperature.grad /= self.accelerator.num_processes
+        return loss
 
     def prediction_step(self, model, inputs, prediction_loss_only: bool, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
