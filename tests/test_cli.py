@@ -36,7 +36,7 @@ def test_train_quick_smoke(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "results.json").read_text())
     assert [row["row"] for row in report["rows"]] == [
-        "zero-shot", "InfoNCE", "LLaVE (α = 9)", "+ ABC mined negatives", "+ GradCache (batch 64)"]
+        "zero-shot", "InfoNCE", "LLaVE (α = 9)", "+ ABC mined negatives", "+ GradCache (batch 32)"]
     for row in report["rows"]:
         assert set(row["test"]) >= {"precision@1", "recall@10", "ndcg@10", "positive_similarity",
                                     "hard_negative_similarity", "easy_negative_similarity"}

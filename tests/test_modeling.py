@@ -126,7 +126,8 @@ def test_saved_folder_is_hub_ready(saved_models):
     assert config["auto_map"] == {"AutoConfig": "configuration_vlembed.VLEmbedConfig", "AutoModel": "modeling_vlembed.VLEmbedModel"}
     assert config["backbone_model_config"]["model_type"] == "qwen2_vl"
     # The copied code imports only torch, transformers and the standard library; PIL (for images) and
-    # huggingface_hub (a transformers dependency, for push_to_hub) lazily, inside functions.
+    # huggingface_hub (a transformers dependency, for push_to_hub) and peft (for models with adapters)
+    # lazily, inside functions.
     import ast
     import sys
 
@@ -138,7 +139,7 @@ def test_saved_folder_is_hub_ready(saved_models):
                 roots = {node.module.split(".")[0]}
             else:
                 continue
-            assert roots <= {"torch", "transformers", "PIL", "huggingface_hub", "__future__"} | set(sys.stdlib_module_names), (source, roots)
+            assert roots <= {"torch", "transformers", "PIL", "huggingface_hub", "peft", "__future__"} | set(sys.stdlib_module_names), (source, roots)
 
 
 def test_nothing_registers_against_stock_configs(saved_models):

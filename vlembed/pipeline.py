@@ -37,26 +37,26 @@ class PipelineConfig:
     overwrite: bool = False
     quick: bool = False
     max_steps: int | None = None
-    train_samples: int = 2048
+    train_samples: int = 1536
     dev_samples: int = 200
     test_samples: int = 500
     batch_size: int = 32
-    gradcache_batch_size: int = 128
+    gradcache_batch_size: int = 64
     mini_batch_size: int = 32
-    mined_negatives: int = 3
+    mined_negatives: int = 1
     epochs: float = 1.0
     learning_rate: float = 1e-4
-    max_length: int = 128
+    max_length: int = 96
     seed: int = 0
     training_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.quick:  # about 3 minutes on 2 CPU cores
-            self.train_samples = min(self.train_samples, 384)
+            self.train_samples = min(self.train_samples, 256)
             self.dev_samples = min(self.dev_samples, 100)
             self.test_samples = min(self.test_samples, 200)
             self.batch_size = min(self.batch_size, 16)
-            self.gradcache_batch_size = min(self.gradcache_batch_size, 64)
+            self.gradcache_batch_size = min(self.gradcache_batch_size, 32)
             self.mini_batch_size = min(self.mini_batch_size, 16)
             self.mined_negatives = min(self.mined_negatives, 1)
             self.max_length = min(self.max_length, 64)

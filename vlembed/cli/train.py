@@ -14,8 +14,8 @@ trained row (e.g. --weight_decay 0.01 --bf16 true). For multi-GPU training use e
 with accelerate launch or torchrun.
 
 Examples:
-  vlembed train                                   # the default run (about 12 minutes on 2 CPU cores)
-  vlembed train --quick                           # a 3-minute version
+  vlembed train                                   # the default run (about 9 minutes on 2 CPU cores)
+  vlembed train --quick                           # a short version (under 3 minutes)
   vlembed train --backbone Qwen/Qwen2-VL-2B-Instruct --data rows.jsonl --recipe llave
 """
 
@@ -35,16 +35,16 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     parser.add_argument("--overwrite", action="store_true", help="Replace an earlier run in --output-dir.")
     parser.add_argument("--quick", action="store_true", help="Small data and batches: about 3 minutes on 2 CPU cores.")
     parser.add_argument("--max-steps", type=int, help="Stop every training row after this many steps.")
-    parser.add_argument("--train-samples", type=int, default=2048, help="Training pairs (default: 2048).")
+    parser.add_argument("--train-samples", type=int, default=1536, help="Training pairs (default: 1536).")
     parser.add_argument("--dev-samples", type=int, default=200, help="Dev pairs that pick the best row (default: 200).")
     parser.add_argument("--test-samples", type=int, default=500, help="Held-out test pairs (default: 500).")
     parser.add_argument("--batch-size", type=int, default=32, help="Per-device batch (default: 32).")
-    parser.add_argument("--gradcache-batch-size", type=int, default=128, help="Batch of the GradCache row (default: 128).")
+    parser.add_argument("--gradcache-batch-size", type=int, default=64, help="Batch of the GradCache row (default: 64).")
     parser.add_argument("--mini-batch-size", type=int, default=32, help="GradCache mini-batch (default: 32).")
-    parser.add_argument("--mined-negatives", type=int, default=3, help="Mined negatives per query (default: 3; ABC uses 7).")
+    parser.add_argument("--mined-negatives", type=int, default=1, help="Mined negatives per query (default: 1; ABC uses 7).")
     parser.add_argument("--epochs", type=float, default=1.0, help="Epochs per row (default: 1).")
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="Peak learning rate (default: 1e-4).")
-    parser.add_argument("--max-length", type=int, default=128, help="Token limit (default: 128).")
+    parser.add_argument("--max-length", type=int, default=96, help="Token limit (default: 96).")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 

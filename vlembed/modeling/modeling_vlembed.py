@@ -371,8 +371,14 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         family = self.config.family
         if family.decoder:
             backbone_inputs.setdefault("use_cache", False)
-        if family.positions_from_mask and attention_mask is not None and "position_ids" not in backbone_inputs:
-            # Positions count real tokens only: a padded row is embedded exactly as it is alone.
+        if (
+            family.positions_from_mask
+            and attention_mask is not None
+            and "position_ids" not in backbone_inputs
+            and not attention_mask[:, 0].all()
+        ):
+            # A left-padded row: count positions over real tokens only, so it is embedded exactly as
+            # it is alone. (Right-padded rows already start at 0; passing ids then only costs time.)
             backbone_inputs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         outputs = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **backbone_inputs)
         embeddings = pool(outputs.last_hidden_state, attention_mask, self.config.pooling)
