@@ -3,7 +3,7 @@
 Both encode the same 2,000 real sentences (first lines of Python standard-library docstrings) with
 the same batch size, alternately, several rounds; the medians are compared. The script also
 measures this CPU's float32 matmul FLOP/s and reports the fraction of it that encoding reaches
-(BERT forward FLOPs counted from the real padded batch shapes).
+(BERT forward FLOPs counted from the padded batches encode runs, in its order).
 
     python benchmarks/encode.py [--sentences 2000] [--batch-size 32] [--rounds 3]
 """
@@ -27,20 +27,24 @@ def matmul_flops_per_second(size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def bert_forward_flops(model, sentences: list[str], batch_size: int) -> float:
-    """FLOPs of the padded batches `encode` runs (sorted by length, as both libraries batch)."""
+def bert_forward_flops(model, sentences: list[str], batch_size: int) -> tuple[float, int, int]:
+    """FLOPs of the padded batches `encode` runs, in its order (by token count, `length_order`),
+    with the real and the padded token counts."""
     config = model.backbone.config
     hidden, layers, intermediate = config.hidden_size, config.num_hidden_layers, config.intermediate_size
     processor = model.processor
-    order = sorted(range(len(sentences)), key=lambda index: -len(sentences[index]))
-    total = 0.0
+    items = processor.parse(sentences)
+    order = processor.length_order(items, [None] * len(items), "document")
+    total, real_tokens, padded_tokens = 0.0, 0, 0
     for start in range(0, len(order), batch_size):
-        batch = processor([sentences[index] for index in order[start : start + batch_size]])
+        batch = processor([items[index] for index in order[start : start + batch_size]], parsed=True)
         rows, length = batch["input_ids"].shape
+        real_tokens += int(batch["attention_mask"].sum())
+        padded_tokens += rows * length
         per_token_linear = 2 * (4 * hidden * hidden + 2 * hidden * intermediate)  # QKV, output, FFN in/out
         per_token_attention = 2 * 2 * length * hidden  # QK^T and AV
         total += layers * rows * length * (per_token_linear + per_token_attention)
-    return total
+    return total, real_tokens, padded_tokens
 
 
 def main() -> None:
@@ -78,13 +82,15 @@ def main() -> None:
 
     rate = {name: len(sentences) / statistics.median(times) for name, times in seconds.items()}
     peak = matmul_flops_per_second()
-    achieved = bert_forward_flops(model, sentences, args.batch_size) / statistics.median(seconds["vlembed"])
+    flops, real_tokens, padded_tokens = bert_forward_flops(model, sentences, args.batch_size)
+    achieved = flops / statistics.median(seconds["vlembed"])
     print(f"{len(sentences)} sentences, batch size {args.batch_size}, {torch.get_num_threads()} threads, median of {args.rounds} rounds")
     print(f"| encoder | items/s |\n|---|---|")
     for name, value in rate.items():
         print(f"| {name} | {value:,.0f} |")
     print(f"vlembed / sentence-transformers throughput: {rate['vlembed'] / rate['sentence-transformers']:.3f}x (goal >= 1.05)")
     print(f"max |vlembed - ST| over all vectors: {difference:.2e}")
+    print(f"tokens: {real_tokens:,} real, {padded_tokens:,} in the padded batches encode runs")
     print(f"matmul peak {peak / 1e9:.1f} GFLOP/s; encode reaches {achieved / 1e9:.1f} GFLOP/s = {achieved / peak:.1%} of it")
 
 

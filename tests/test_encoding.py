@@ -11,6 +11,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,6 +122,9 @@ def test_load_corpus_reads_every_format(tmp_path):
         {"text": "two pictures", "images": [images / "1.png", images / "2.png"]},
     ]
     assert load_corpus(write_jsonl(tmp_path / "corpus.jsonl", rows)) == (expected_ids, expected_items)
+    # Paths relative to another folder than the file's (M-BEIR's pool files name images from the dataset root).
+    (tmp_path / "pool").mkdir()
+    assert load_corpus(write_jsonl(tmp_path / "pool" / "corpus.jsonl", rows), image_root=tmp_path) == (expected_ids, expected_items)
 
     import datasets
 
@@ -191,10 +195,23 @@ def test_one_process_store(reference, model, corpus_file):
 
 def test_two_processes_under_torchrun_match_one(reference, corpus_file, tmp_path):
     out = tmp_path / "torchrun"
-    stdout = run_torchrun(SCRIPT, str(corpus_file), str(out), "--shard-size", str(SHARD_SIZE), "--batch-size", str(BATCH_SIZE))
+    stdout = run_torchrun(
+        SCRIPT, str(corpus_file), str(out), "--shard-size", str(SHARD_SIZE), "--batch-size", str(BATCH_SIZE), "--capture-bars"
+    )
     assert stdout.count("RESULT") == 2
     assert "[rank 0] encoded 120 items" in stdout and "[rank 1] encoded 120 items" in stdout
     assert "over 2 process(es)" in stdout
+    # A bar per rank, on its own line (tqdm position = rank); rank 0 adds the whole corpus's below them.
+    bars = {}
+    decoder = json.JSONDecoder()
+    # Each rank's line is one write, but another rank's output may still land right before it on a line.
+    for match in re.finditer("RESULT ", stdout):
+        text = decoder.raw_decode(stdout, match.end())[0]["bars"]
+        bars[0 if "Encoding (rank 0)" in text else 1] = text
+    assert "Encoding (rank 0): 100%" in bars[0] and "120/120" in bars[0]
+    assert "Encoding (all ranks): 100%" in bars[0] and "240/240" in bars[0]
+    assert "Encoding (rank 1): 100%" in bars[1] and "120/120" in bars[1] and "all ranks" not in bars[1]
+    assert bars[1].startswith("\n") and bars[0].startswith("\r")  # position 1 is drawn one line down
     store = EmbeddingStore(out)
     assert_same_store(store, reference)
     run = store.manifest["runs"][-1]
@@ -259,6 +276,26 @@ def test_store_refuses_another_template_or_model(reference, model, corpus_file, 
     assert replaced.embeddings.dtype == np.float16 and replaced.manifest["dtype"] == "float16"
     assert [run["encoded_items"] for run in replaced.manifest["runs"]] == [30]
     np.testing.assert_allclose(np.asarray(replaced.embeddings, dtype=np.float32), np.asarray(first.embeddings), atol=1e-3, rtol=0)
+
+
+def test_open_store_checks_model_template_and_ids(reference, model, minilm_dir, tmp_path):
+    from vlembed.encoding import open_store
+
+    ids = reference.ids
+    assert open_store(reference.path, model, ids) is not None
+    assert isinstance(open_store(reference.path, model, ids), ShardedEmbeddings)  # memory-mapped, not copied
+    subset = [ids[7], ids[3], ids[200]]  # another order or a subset: those rows
+    np.testing.assert_array_equal(open_store(reference.path, model, subset), np.asarray(reference.embeddings)[[7, 3, 200]])
+    with pytest.raises(StoreMismatchError, match=r"lacks 1 of the 2 ids needed \(first: 'nope'\)"):
+        open_store(reference.path, model, [ids[0], "nope"])
+    with pytest.raises(StoreMismatchError, match="encoded by another model"):
+        open_store(reference.path, EmbeddingModel.from_backbone(minilm_dir, pooling="cls"), ids)
+    with pytest.raises(StoreMismatchError, match="another instruction, template"):
+        open_store(reference.path, model, ids, instruction="Represent the docstring")
+    with pytest.raises(StoreMismatchError, match="another task"):
+        open_store(reference.path, model, ids, task="query")
+    with pytest.raises(ValueError, match=r"id 'b' is at rows 1 and 3"):
+        encode_corpus(model, ["w", "x", "y", "z"], tmp_path / "dup", ids=["a", "b", "c", "b"])
 
 
 def test_sharded_embeddings_index_like_one_array():

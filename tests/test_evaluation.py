@@ -90,6 +90,10 @@ def test_queries_without_relevant_items_raise_or_are_skipped():
         retrieval_metrics(corpus, corpus, {"a": {"nope"}}, query_ids=["a", "b", "c"], corpus_ids=["x", "y", "z"])
     with pytest.raises(ValueError, match="relevant index 7 is outside"):
         retrieval_metrics(corpus, corpus, [{0}, {7}, {2}])
+    with pytest.raises(ValueError, match="query_modalities has 2 entries for 3 query embeddings"):
+        retrieval_metrics(corpus, corpus, [{0}, {1}, {2}], query_modalities=["text"] * 2, corpus_modalities=["text"] * 3)
+    with pytest.raises(ValueError, match="corpus_modalities has 4 entries for 3 corpus embeddings"):
+        retrieval_metrics(corpus, corpus, [{0}, {1}, {2}], query_modalities=["text"] * 3, corpus_modalities=["text"] * 4)
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +260,7 @@ def write_mbeir(root: Path, image_files: list[Path], *, extra_qrel: str | None =
     return root
 
 
-def test_mbeir_layout_with_instructions_and_modality_accuracy(tmp_path, image_files, vlm):
+def test_mbeir_layout_with_instructions_and_modality_accuracy(tmp_path, image_files, vlm, monkeypatch):
     root = write_mbeir(tmp_path / "M-BEIR", image_files)
     task = load_mbeir(root, "mscoco_task0")
     assert task.query_instructions == ["Find me an everyday image that matches the given caption."] * 4
@@ -272,6 +276,8 @@ def test_mbeir_layout_with_instructions_and_modality_accuracy(tmp_path, image_fi
     assert "modality_accuracy@1" in result["metrics"]
     union = load_mbeir(root, "mscoco_task0", pool="union", instruction_index=1)
     assert len(union.corpus) == 7 and union.query_instructions[0] == "Identify the image."
+    monkeypatch.chdir(tmp_path)  # a relative root gives the same absolute image paths that load_corpus makes
+    assert load_mbeir("M-BEIR", "mscoco_task0").corpus == task.corpus
 
 
 def test_text_and_ctrlbench_layouts(tmp_path, image_files, vlm, minilm_dir):
@@ -308,6 +314,42 @@ def test_text_and_ctrlbench_layouts(tmp_path, image_files, vlm, minilm_dir):
     corpus = vlm.encode(ctrl.corpus, task="document")
     assert result["metrics"] == pytest.approx(retrieval_metrics(queries, corpus, [{0}, {2}]))
     assert result["main_metric"] == "recall@1"
+
+
+def test_evaluation_reads_a_corpus_store(tmp_path, minilm_dir, monkeypatch):
+    """A store from `vlembed encode` stands in for encoding the corpus: same metrics, only the queries encoded."""
+    from vlembed import EmbeddingModel
+    from vlembed.encoding import encode_corpus, load_corpus
+
+    documents = ["Cats purr when content.", "Dogs bark at strangers.", "The stock market fell.", "Fish swim in schools."]
+    root = write_beir(
+        tmp_path / "toy", [{"_id": f"d{i}", "text": text} for i, text in enumerate(documents)],
+        [{"_id": "q1", "text": "Why do cats purr?"}, {"_id": "q2", "text": "What do dogs do?"}, {"_id": "q3", "text": "Where do fish go?"}],
+        [("q1", "d0", 1), ("q2", "d1", 1), ("q3", "d3", 1)],
+    )
+    model = EmbeddingModel.from_backbone(minilm_dir, pooling="mean")
+    ids, items = load_corpus(root / "corpus.jsonl", id_column="_id")
+    encode_corpus(model, items, tmp_path / "store", ids=ids, dtype="float16")
+    task = load_text_retrieval(root)
+    encoded = []
+    encode = model.encode
+    monkeypatch.setattr(model, "encode", lambda inputs, *args, **kwargs: encoded.append(len(inputs)) or encode(inputs, *args, **kwargs))
+    reused = evaluate(model, task, corpus_store=tmp_path / "store")
+    assert encoded == [3]  # the queries only
+    fresh = evaluate(model, task)
+    assert reused["metrics"] == pytest.approx(fresh["metrics"], abs=1e-6)
+    assert reused["similarity_gap"] == pytest.approx(fresh["similarity_gap"], abs=2e-3)  # float16 store
+    # Through the command, once for every task.
+    out = tmp_path / "eval"
+    assert run_cli("eval", ["--model", minilm_dir, "--pooling", "mean", "--format", "text", "--data", str(root), "--output", str(out),
+                            "--corpus-store", str(tmp_path / "store")]) == 0
+    assert json.loads((out / "results.json").read_text())["results"][0]["metrics"] == pytest.approx(fresh["metrics"], abs=1e-6)
+    # A store of another corpus is refused by name.
+    other = write_beir(tmp_path / "other", [{"_id": "x9", "text": "Birds fly."}], [{"_id": "q1", "text": "Who flies?"}], [("q1", "x9", 1)])
+    from vlembed.encoding import StoreMismatchError
+
+    with pytest.raises(StoreMismatchError, match="lacks 1 of the 1 ids needed \\(first: 'x9'\\)"):
+        evaluate(model, load_text_retrieval(other), corpus_store=tmp_path / "store")
 
 
 # ---------------------------------------------------------------------------------------------- bad input

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from vlembed.trainer.losses import PRESETS, ContrastiveLoss, hardness_weighted_cross_entropy
 
@@ -82,6 +83,18 @@ def leaves(*shapes, seed=0, dtype=torch.float64):
 
 def gradients(loss, tensors):
     return torch.autograd.grad(loss, tensors)
+
+
+def float64_leaves(*tensors):
+    return [t.detach().double().requires_grad_() for t in tensors]
+
+
+def assert_float32_gradients_match(loss, tensors, exact, exact_tensors):
+    """float32 gradients within 1e-5 of the largest entry of the float64 reference's (logits of 50-110
+    carry ~1e-5 absolute rounding in float32)."""
+    for got, expected in zip(gradients(loss, tensors), gradients(exact, exact_tensors)):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), expected, rtol=0, atol=1e-5 * expected.abs().max().item())
 
 
 def assert_same_loss_and_gradients(loss_fn, naive, queries, candidates, **kwargs):
@@ -181,22 +194,88 @@ def test_eq6_gradient_of_a_negative_logit():
             assert logits.grad[i, j].item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
-def test_learnable_temperature_clamp_and_freeze():
-    queries, candidates = leaves((4, 16), (8, 16), seed=9)
+def test_temperature_defaults_follow_the_papers():
+    """τ = None: a learnable τ starts at 0.07 (ABC §4.1), a fixed one is 0.02 (LLaVE §3.2)."""
+    learnable, fixed = ContrastiveLoss(learnable_temperature=True), ContrastiveLoss()
+    assert learnable.temperature.requires_grad and learnable.temperature.item() == pytest.approx(0.07)
+    assert not fixed.temperature.requires_grad and fixed.temperature.item() == pytest.approx(0.02)
+    assert [p for p in fixed.parameters() if p.requires_grad] == []
+    assert ContrastiveLoss(temperature=0.05, learnable_temperature=True).temperature.item() == pytest.approx(0.05)
+
+
+def floor_gradient_reference(queries, candidates, floor):
+    """dL/dτ of the naive float64 loss at τ = the float32 floor (the value the parameter holds)."""
+    tau = torch.tensor(float(torch.tensor(floor)), dtype=torch.float64, requires_grad=True)
+    loss = naive_llave(queries.detach(), candidates.detach(), tau, 0.0)
+    return loss, torch.autograd.grad(loss, tau)[0]
+
+
+def test_temperature_at_the_floor_gets_its_gradient_and_can_rise():
+    """Below the floor the loss uses the floor; on it (after `clamp_temperature_`) τ's gradient is the
+    naive loss's, so a data set that favours a larger τ raises it again. `clamp`'s gradient would be 0."""
+    queries, candidates = leaves((4, 16), (8, 16), seed=9)  # random: a larger τ lowers the loss
     loss_fn = ContrastiveLoss(temperature=0.07, learnable_temperature=True, min_temperature=0.01)
-    assert loss_fn.temperature.requires_grad and loss_fn.temperature.item() == pytest.approx(0.07)
     with torch.no_grad():
         loss_fn.temperature.fill_(0.001)  # as if the optimiser had pushed τ toward 0 (ABC §4.4)
+    reference_loss, reference_gradient = floor_gradient_reference(queries, candidates, 0.01)
+    torch.testing.assert_close(loss_fn(queries, candidates).double(), reference_loss.detach(), **TOLERANCE)
+    loss_fn.clamp_temperature_()
+    assert loss_fn.temperature.item() == float(torch.tensor(0.01))
     loss = loss_fn(queries, candidates)
-    torch.testing.assert_close(loss.double(), naive_llave(queries, candidates, 0.01, 0.0), **TOLERANCE)
+    torch.testing.assert_close(loss.double(), reference_loss.detach(), **TOLERANCE)
     loss.backward()
-    assert loss_fn.temperature.grad.item() == 0.0  # held at the floor
+    assert reference_gradient < 0  # the data wants a larger τ
+    torch.testing.assert_close(loss_fn.temperature.grad.double(), reference_gradient, rtol=1e-5, atol=0)
+    torch.optim.SGD([loss_fn.temperature], lr=1e-6).step()
+    assert loss_fn.temperature.item() > 0.01
+
+
+def test_training_loop_with_clamp_keeps_temperature_at_or_above_the_floor():
+    """A user loop (Adam, as ABC) calling `clamp_temperature_` after each step, with τ owned by a model
+    as ContrastiveTrainer does: τ is never below the floor when the loss reads it; from 0.00999 (one
+    Adam step under 0.01) it recovers when the data wants a larger τ, where without the clamp it sits
+    below the floor with no gradient."""
+    floor = float(torch.tensor(0.01))  # the float32 value the parameter holds on the floor
+    model = nn.Module()
+    model.temperature = nn.Parameter(torch.tensor(0.0105))
+    loss_fn = ContrastiveLoss(learnable_temperature=True)
+    loss_fn.temperature = model.temperature  # the trainer's sharing: one parameter
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(20)
+    candidates = torch.randn(8, 16, generator=generator)
+    # Positives a little closer than the negatives favour a smaller τ (not so close that the loss underflows to 0).
+    easy_queries = candidates[:4] + 2.0 * torch.randn(4, 16, generator=generator)
+    hard_queries = torch.randn(4, 16, generator=generator)  # favour a large τ
+
+    def step(queries):
+        optimizer.zero_grad()
+        assert model.temperature.item() >= floor  # what the loss reads
+        loss_fn(queries, candidates).backward()
+        optimizer.step()
+        below = model.temperature.item() < floor
+        loss_fn.clamp_temperature_()
+        return below
+
+    assert sum(step(easy_queries) for _ in range(10)) >= 5  # the optimizer kept pushing τ under the floor
+    assert model.temperature.item() == floor
+
+    with torch.no_grad():
+        model.temperature.fill_(0.00999)
+    optimizer.zero_grad()
+    loss_fn(hard_queries, candidates).backward()
+    assert model.temperature.grad.item() == 0.0  # below the floor: no gradient without the clamp
+    loss_fn.clamp_temperature_()
+    for _ in range(5):
+        step(hard_queries)
+    assert model.temperature.item() > 0.0104  # Adam moves τ by ~lr per step, upward now
+
+
+def test_frozen_temperature_gets_no_gradient():
+    queries, candidates = leaves((4, 16), (8, 16), seed=9)
+    loss_fn = ContrastiveLoss(learnable_temperature=True)
     loss_fn.temperature.requires_grad_(False)  # ABC stage 2
     loss_fn(queries, candidates).backward()
-    assert loss_fn.temperature.grad.item() == 0.0
-    fixed = ContrastiveLoss(temperature=0.02)
-    assert not fixed.temperature.requires_grad
-    assert [p for p in fixed.parameters() if p.requires_grad] == []
+    assert loss_fn.temperature.grad is None and queries.grad is not None
 
 
 def test_bf16_embeddings_use_float32_log_sum_exp():
@@ -214,6 +293,21 @@ def test_bf16_embeddings_use_float32_log_sum_exp():
     assert query_grad.dtype == torch.bfloat16 and torch.isfinite(query_grad).all() and torch.isfinite(candidate_grad).all()
 
 
+def test_enclosing_autocast_does_not_lower_the_similarities_to_bf16():
+    """Under torch.autocast(bf16) the loss and gradients are float32's, checked against float64 (the
+    gradient tolerance is relative to the largest entry); autocast would otherwise run the matmul in
+    bf16 (the loss off by ~1e-3)."""
+    queries, candidates = leaves((16, 64), (48, 64), seed=10, dtype=torch.float32)
+    exact_queries, exact_candidates = float64_leaves(queries, candidates)
+    exact = naive_llave(exact_queries, exact_candidates, 0.02, 9.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert (queries @ candidates.T).dtype == torch.bfloat16
+        loss = ContrastiveLoss.from_preset("llave")(queries, candidates)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss.double(), exact.detach(), **TOLERANCE)
+    assert_float32_gradients_match(loss, [queries, candidates], exact, [exact_queries, exact_candidates])
+
+
 def test_stable_at_llave_settings_with_identical_embeddings():
     """All similarities 1: L = log(1 + (M-1)·e^{α}) exactly, with logits at 1/τ + α = 59."""
     queries = torch.ones(8, 32, requires_grad=True)
@@ -222,6 +316,34 @@ def test_stable_at_llave_settings_with_identical_embeddings():
     assert loss.item() == pytest.approx(math.log(1 + 23 * math.exp(9.0)), rel=1e-6)
     loss.backward()
     assert torch.isfinite(queries.grad).all()
+
+
+@pytest.mark.parametrize(
+    "temperature, alpha, given_reward",
+    [(0.01, 9.0, 0.0), (0.02, 0.0, 60.0)],
+    ids=["floor-tau-alpha-9", "given-reward-60"],
+)
+def test_stable_where_naive_float32_exp_overflows(temperature, alpha, given_reward):
+    """Negative logits 1/τ + α + reward = 109 and 110: e^{logit} is inf in float32 (past 88.7). With all
+    similarities 1, L = log(1 + (M-1)·e^{α + reward}) (float64); on random embeddings, the float64 loops."""
+    num_queries, num_candidates = 8, 24
+    assert math.isinf(torch.exp(torch.tensor(1 / temperature + alpha + given_reward)).item())
+    loss_fn = ContrastiveLoss(temperature=temperature, hardness_alpha=alpha)
+    reward = torch.full((num_queries, num_candidates), given_reward)
+    queries = torch.ones(num_queries, 32, requires_grad=True)
+    loss = loss_fn(queries, torch.ones(num_candidates, 32) * 1e6, reward=reward)
+    closed_form = math.log1p((num_candidates - 1) * math.exp(alpha + given_reward))
+    assert math.isfinite(loss.item()) and loss.item() == pytest.approx(closed_form, rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(queries.grad).all()
+
+    queries, candidates = leaves((num_queries, 32), (num_candidates, 32), seed=15, dtype=torch.float32)
+    loss = loss_fn(queries, candidates, reward=reward)
+    exact_queries, exact_candidates = float64_leaves(queries, candidates)
+    exact = naive_llave(exact_queries, exact_candidates, temperature, alpha, reward.double())
+    assert math.isfinite(loss.item()) and math.isfinite(exact.item())
+    torch.testing.assert_close(loss.double(), exact.detach(), rtol=1e-6, atol=0)
+    assert_float32_gradients_match(loss, [queries, candidates], exact, [exact_queries, exact_candidates])
 
 
 def test_minus_infinite_reward_removes_a_negative():
@@ -311,8 +433,9 @@ def test_non_finite_reward_is_named():
 
 
 def test_matches_sentence_transformers_hardness_all_negatives():
-    """ST 6.2's MNRL(hardness_mode="all_negatives") on the same embeddings: the same loss and gradients
-    (differences at float32 rounding). ST takes negatives as columns (k per query); ours, any M >= N."""
+    """sentence-transformers' (>= 6.2) MNRL(hardness_mode="all_negatives") on the same embeddings: the
+    same loss and gradients (differences at float32 rounding; benchmarks/loss.py prints them). ST takes
+    negatives as columns (k per query); ours, any M >= N."""
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     queries, positives, negatives_1, negatives_2 = leaves((8, 32), (8, 32), (8, 32), (8, 32), seed=13, dtype=torch.float32)

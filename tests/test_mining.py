@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.fake_faiss_gpu import fake_gpu  # noqa: F401  (a fixture)
 from tests.utils import run_cli, unit
 from vlembed.search import search
 from vlembed.trainer.mining import (
@@ -16,6 +17,7 @@ from vlembed.trainer.mining import (
     mine_hard_negatives,
     mine_modality_aware_negatives,
     mine_threshold_negatives,
+    random_modality_negatives,
     sample_modality_aware_negatives,
     threshold_negative_pools,
 )
@@ -49,10 +51,33 @@ def brute_force_pool(similarity_row: np.ndarray, positives, epsilon: float, pool
 def test_faiss_search_equals_brute_force(random_case):
     queries, corpus, _ = random_case
     scores, indices = search(queries, corpus, 20)
-    similarity = queries @ corpus.T
+    similarity = queries.astype(np.float64) @ corpus.astype(np.float64).T
     expected = np.argsort(-similarity, axis=1, kind="stable")[:, :20]
-    assert (np.sort(indices, axis=1) == np.sort(expected, axis=1)).mean() > 0.999
+    # Exact: the same items in the same order. Ties aside: where two items score the same (within float32
+    # rounding of the float64 brute force), either order is right, so such a swap is the only difference allowed.
+    rows, positions = np.nonzero(indices != expected)
+    found_scores, expected_scores = similarity[rows, indices[rows, positions]], similarity[rows, expected[rows, positions]]
+    np.testing.assert_allclose(found_scores, expected_scores, atol=1e-6)
+    assert len(rows) <= 2, (rows, positions)
     np.testing.assert_allclose(scores, np.take_along_axis(similarity, indices, 1), atol=1e-5)
+
+
+def test_threshold_pools_deeper_than_the_gpu_limit(fake_gpu):
+    """FAISS on a GPU returns at most 2048 neighbours: a query whose pool lies deeper is searched on the CPU."""
+    rng = np.random.default_rng(5)
+    corpus = unit(rng.standard_normal((3000, 16)))
+    queries = unit(rng.standard_normal((3, 16)))
+    corpus[:3] = queries  # each query's positive is itself
+    corpus[3:2203] = unit(queries[0] + 0.02 * rng.standard_normal((2200, 16)))  # 2200 items above 0.95 x query 0's positive
+    positives = [[0], [1], [2]]
+    pools, pool_scores = threshold_negative_pools(queries, corpus, positives, epsilon=0.95, pool_size=100)
+    similarity = queries @ corpus.T
+    for row in range(3):
+        assert set(pools[row].tolist()) == set(brute_force_pool(similarity[row], positives[row], 0.95, 100)), row
+        np.testing.assert_allclose(pool_scores[row], similarity[row, pools[row]], atol=1e-5)
+    assert min(pools[0]) >= 2203
+    # Depths 101, 404 and 1616 on the GPU; the next (6464, capped at the corpus) on the CPU.
+    assert fake_gpu == [101, 404, 1616]
 
 
 def test_threshold_pools_and_negatives_equal_brute_force(random_case):
@@ -125,6 +150,24 @@ def test_modality_aware_sampling_takes_each_type_half_the_time():
     assert all(draw == [(1, 0)] for draw in draws[2010:])
     many = sample_modality_aware_negatives([[1, 2]], [[3]], num_negatives=5, seed=0)[0]
     assert sorted(many) == [(1, 0), (1, 1), (2, 0)]  # without replacement, all used up
+
+
+def test_random_negatives_for_queries_without_either_type():
+    corpus_modalities = ["text"] * 6 + ["image"] * 3
+    positives = [[0], [6, 7], [1], [6, 7, 8]]
+    asked = ["text", "image", "text", "image"]
+    drawn = random_modality_negatives(positives, corpus_modalities, asked, seed=0)
+    assert drawn[0][1] == 2 and drawn[0][0] in {1, 2, 3, 4, 5}
+    assert drawn[1] == (8, 2)  # the only image that is not a positive
+    assert drawn[2][1] == 2 and drawn[2][0] in {0, 2, 3, 4, 5}
+    assert drawn[3][1] == 1 and drawn[3][0] in range(6)  # every image is a positive: a text stands in for type 1
+    # One stream per query index: a subset draws what the full call drew.
+    assert random_modality_negatives(positives, corpus_modalities, asked, queries=[3, 1], seed=0) == [drawn[3], drawn[1]]
+    # Uniform over the allowed items (500 seeds, 100 expected each).
+    counts = np.bincount([random_modality_negatives([[0]], corpus_modalities, ["text"], seed=seed)[0][0] for seed in range(500)], minlength=9)
+    assert counts[0] == 0 and counts[6:].sum() == 0 and counts[1:6].min() > 60
+    with pytest.raises(ValueError, match="Query 0: every corpus item is one of its positives"):
+        random_modality_negatives([[0, 1]], ["text", "image"], ["text"])
 
 
 def test_mining_bad_input(random_case):
@@ -261,7 +304,9 @@ def test_interrupted_mining_resumes_to_identical_output(tmp_path, minilm_model, 
     assert calls["count"] == 2 + 4  # the 2 missing corpus shards, then the 4 query shards
 
 
-def test_dataset_front_end_modality_aware_with_images(tmp_path, tiny_model_dir, images):
+def test_dataset_front_end_modality_aware_with_images(tmp_path, tiny_model_dir, images, monkeypatch):
+    """Every type-1 then type-2 candidate with its type, against brute force on the model's embeddings; the
+    training set names its positives by relative paths, the corpus by absolute ones: one item either way."""
     from datasets import Dataset
 
     from vlembed import EmbeddingModel
@@ -273,30 +318,81 @@ def test_dataset_front_end_modality_aware_with_images(tmp_path, tiny_model_dir, 
         image.rotate(30 * index).save(path)
         paths.append(str(path))
     captions = [f"a photo number {i} of a cat" for i in range(12)]
+    monkeypatch.chdir(tmp_path)
     dataset = Dataset.from_dict({
         "query": captions[:8],
         "query_instruction": ["Find the image."] * 8,
         "positive": [""] * 8,
-        "positive_image": paths[:8],
+        "positive_image": [f"img{i}.png" for i in range(8)],
     })
     corpus = [{"image": p} for p in paths] + captions[8:] + [{"text": c, "image": p} for c, p in zip(captions[:4], paths[:4])]
-    mined = mine_hard_negatives(dataset, model, strategy="modality", corpus=corpus, top_k=10, k_prime=6, num_negatives=2, cache_dir=tmp_path / "cache")
-    assert {"negatives", "negative_images", "negative_hardness"} <= set(mined.column_names)
+    mined, report = mine_hard_negatives(
+        dataset, model, strategy="modality", corpus=corpus, top_k=10, k_prime=6, cache_dir=tmp_path / "cache", return_report=True
+    )
+    assert {"negatives", "negative_images", "negative_hardness", "negative_types"} <= set(mined.column_names)
     query_embeddings = model.encode(captions[:8], "Find the image.", task="query")
+    corpus_embeddings = model.encode(corpus, task="document")
+    similarity = query_embeddings @ corpus_embeddings.T
+    modalities = ["image"] * 12 + ["text"] * 4 + ["image,text"] * 4
+    item = lambda t, i: ({"text": t, "image": i} if t else {"image": i}) if i else t  # noqa: E731
+    random_rows = 0
     for row in range(8):
-        assert len(mined[row]["negatives"]) == len(mined[row]["negative_images"]) == len(mined[row]["negative_hardness"]) > 0
-        assert paths[row] not in [image for text, image in zip(mined[row]["negatives"], mined[row]["negative_images"]) if not text]
-        items = [({"text": t, "image": i} if t else {"image": i}) if i else t for t, i in zip(mined[row]["negatives"], mined[row]["negative_images"])]
-        expected = model.encode(items, task="document") @ query_embeddings[row]
+        negatives = [item(t, i) for t, i in zip(mined[row]["negatives"], mined[row]["negative_images"])]
+        expected1, expected2 = brute_force_modality(similarity[row], [row], modalities, "image", 10, 6)
+        if expected1 or expected2:
+            assert negatives == [corpus[j] for j in expected1 + expected2], row
+            assert mined[row]["negative_types"] == [1] * len(expected1) + [2] * len(expected2)
+        else:  # neither type: one random image that is not the positive, standing in for type 2
+            random_rows += 1
+            assert len(negatives) == 1 and mined[row]["negative_types"] == [2]
+            assert negatives[0] in [{"image": p} for p in paths[:row] + paths[row + 1 :]]
+        assert {"image": paths[row]} not in negatives  # the positive (its image with a caption is another item)
+        expected = model.encode(negatives, task="document") @ query_embeddings[row]
         np.testing.assert_allclose(mined[row]["negative_hardness"], expected, atol=1e-4)
+    assert report == {"rows": 8, "negatives": sum(len(n) for n in mined["negatives"]), "rows_short": 0, "rows_with_random_negative": random_rows}
+    assert sum(len(types) > 1 for types in mined["negative_types"]) >= 4  # most rows have several candidates to draw from
 
 
-def test_cli_mine_writes_jsonl(tmp_path, minilm_dir, code_pairs):
+def test_modality_rows_without_candidates_get_a_random_negative(tmp_path, minilm_dir, code_pairs, capsys):
+    """A text-only corpus smaller than k' has neither type for any row: each row gets one random negative
+    of the asked-for modality (type 2), or of another when the corpus has none of it (type 1)."""
+    pairs = code_pairs[:12]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"query": p.query, "positive": p.code, "asked": "image" if i == 0 else "text"}) + "\n"
+                            for i, p in enumerate(pairs)))
+    out = tmp_path / "mined.jsonl"
+    assert run_cli("mine", ["--model", minilm_dir, "--data", str(data), "--output", str(out), "--strategy", "modality",
+                            "--target-modality-column", "asked", "--pooling", "mean"]) == 0
+    assert "12 rows had neither type and got one random negative" in capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    codes = [p.code for p in pairs]
+    for i, row in enumerate(rows):
+        assert len(row["negatives"]) == 1 and row["negatives"][0] in codes and row["negatives"][0] != row["positive"]
+        assert row["negative_types"] == [1 if i == 0 else 2]
+    with pytest.raises(ValueError, match="num_negatives is for the threshold strategy"):
+        run_cli("mine", ["--model", minilm_dir, "--data", str(data), "--output", str(out), "--strategy", "modality", "--num-negatives", "2"])
+
+
+def test_cli_mine_writes_jsonl_and_reads_a_corpus_store(tmp_path, minilm_dir, code_pairs, monkeypatch):
+    import vlembed.encoding
+
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"query": p.query, "positive": p.code}) + "\n" for p in code_pairs[:20]))
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"c{i}", "text": p.code}) + "\n" for i, p in enumerate(code_pairs[:30])))
+    options = ["--model", minilm_dir, "--data", str(data), "--corpus", str(corpus), "--num-negatives", "2", "--pool-size", "10", "--pooling", "mean"]
     out = tmp_path / "mined.jsonl"
-    assert run_cli("mine", ["--model", minilm_dir, "--data", str(data), "--output", str(out), "--num-negatives", "2",
-                            "--pool-size", "10", "--cache-dir", str(tmp_path / "cache"), "--pooling", "mean"]) == 0
+    assert run_cli("mine", [*options, "--output", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 20 and all(len(row["negatives"]) == 2 == len(row["negative_hardness"]) for row in rows)
     assert not list(tmp_path.glob(".mined.jsonl.*"))  # no temporary left behind
+
+    # The same corpus encoded beforehand by `vlembed encode`: mining reads it and encodes only the queries.
+    assert run_cli("encode", ["--model", minilm_dir, "--pooling", "mean", "--data", str(corpus), "--out", str(tmp_path / "store")]) == 0
+    tasks = []
+    encode_corpus = vlembed.encoding.encode_corpus
+    monkeypatch.setattr(vlembed.encoding, "encode_corpus", lambda *a, **k: tasks.append(k["task"]) or encode_corpus(*a, **k))
+    reused = tmp_path / "reused.jsonl"
+    assert run_cli("mine", [*options, "--output", str(reused), "--corpus-store", str(tmp_path / "store")]) == 0
+    assert tasks == ["query"]
+    assert [json.loads(line) for line in reused.read_text().splitlines()] == rows

@@ -125,21 +125,46 @@ def test_saved_folder_is_hub_ready(saved_models):
     assert config["model_type"] == "vlembed"
     assert config["auto_map"] == {"AutoConfig": "configuration_vlembed.VLEmbedConfig", "AutoModel": "modeling_vlembed.VLEmbedModel"}
     assert config["backbone_model_config"]["model_type"] == "qwen2_vl"
-    # The copied code imports only torch, transformers and the standard library; PIL (for images) and
-    # huggingface_hub (a transformers dependency, for push_to_hub) and peft (for models with adapters)
-    # lazily, inside functions.
-    import ast
+    # The copied code imports only torch, transformers and the standard library when it is imported
+    # (module level, `if`/`try`/class bodies included); PIL (for images), huggingface_hub (for
+    # push_to_hub) and peft (for models with adapters) only lazily, inside functions.
     import sys
 
+    allowed = {"torch", "transformers", "__future__"} | set(sys.stdlib_module_names)
     for source in ("configuration_vlembed.py", "modeling_vlembed.py", "processing_vlembed.py"):
-        for node in ast.walk(ast.parse((folder / source).read_text())):
-            if isinstance(node, ast.Import):
-                roots = {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                roots = {node.module.split(".")[0]}
+        module_level, in_functions = imported_packages((folder / source).read_text())
+        assert "transformers" in module_level and module_level <= allowed, (source, module_level - allowed)
+        assert in_functions <= allowed | {"PIL", "huggingface_hub", "peft"}, (source, in_functions - allowed)
+
+
+def imported_packages(source: str) -> tuple[set[str], set[str]]:
+    """Top-level packages a file imports when it is imported, and those it imports inside functions."""
+    import ast
+
+    module_level: set[str] = set()
+    in_functions: set[str] = set()
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in child.names}
+            elif isinstance(child, ast.ImportFrom) and child.level == 0:
+                roots = {child.module.split(".")[0]}
             else:
-                continue
-            assert roots <= {"torch", "transformers", "PIL", "huggingface_hub", "peft", "__future__"} | set(sys.stdlib_module_names), (source, roots)
+                roots = set()
+            (in_functions if in_function else module_level).update(roots)
+            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(ast.parse(source), False)
+    return module_level, in_functions
+
+
+def test_import_check_tells_module_level_from_lazy():
+    module_level, in_functions = imported_packages(
+        "import os\nif True:\n    import PIL\ntry:\n    from peft import X\nexcept ImportError:\n    pass\n"
+        "class A:\n    import json\n    def f(self):\n        import huggingface_hub\n"
+    )
+    assert module_level == {"os", "PIL", "peft", "json"} and in_functions == {"huggingface_hub"}
 
 
 def test_nothing_registers_against_stock_configs(saved_models):
@@ -150,28 +175,43 @@ def test_nothing_registers_against_stock_configs(saved_models):
     assert type(AutoModel.from_config(Qwen2VLConfig(vision_config={"depth": 1}, text_config={"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "num_key_value_heads": 1, "intermediate_size": 32, "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3]}}))).__name__ == "Qwen2VLModel"
 
 
-PADDED_FAMILIES = ["qwen2_vl", "llava_onevision", "idefics3", "qwen2", "llama", "bert"]
+# Every family, and a bidirectional decoder of each kind (M-RoPE vision-language, text).
+BATCHING_CASES = [pytest.param(family, False, id=family) for family in FAMILIES] + [
+    pytest.param(family, True, id=f"{family}-bidirectional") for family in ("qwen2_vl", "llama")
+]
+MAX_LENGTH = 8  # cuts the long text, also when it shares a batch with media (which is never cut)
 
 
-@pytest.mark.parametrize("family", PADDED_FAMILIES)
-def test_batched_equals_one_by_one_for_every_pooling_and_padding_side(family, tiny_model_dir, images):
-    model = EmbeddingModel.from_backbone(tiny_model_dir(family))
-    items = ["short", "a much longer sentence about a dog holding a red frisbee in the park", "mid length text here"]
+@pytest.mark.parametrize(("family", "bidirectional"), BATCHING_CASES)
+def test_batched_equals_one_by_one_for_every_pooling_and_padding_side(family, bidirectional, tiny_model_dir, images, video_frames):
+    model = EmbeddingModel.from_backbone(tiny_model_dir(family), bidirectional=bidirectional, max_length=MAX_LENGTH)
+    long_text = "a much longer sentence about a dog holding a red frisbee in the park"
+    items = ["short", long_text, "mid text"]
     if family in VISION_FAMILIES:
-        items += [images[0], {"text": "a dog", "image": images[1]}, {"text": "two <image> images", "images": [images[2], images[3]]}]
+        items += [
+            images[0],
+            {"text": "a dog", "image": images[1]},
+            {"text": "two <image> images", "images": [images[2], images[3]]},
+            {"video": video_frames[:4], "text": "a person cooking"},
+        ]
     for pooling in ("last", "mean", "eos", "cls"):
         if pooling == "eos" and family == "bert":
             continue  # BERT has no EOS token; the error is tested below
+        model.config.pooling = pooling
+        single = None
         for padding_side in ("left", "right"):
-            model.config.pooling, model.config.padding_side = pooling, padding_side
+            model.config.padding_side = padding_side
             model.processor = model.processor.processor  # rebuild the input builder from the config
             assert model.processor.tokenizer.padding_side == padding_side
             batched = model.encode(items, batch_size=len(items))
-            single = np.stack([model.encode(item) for item in items])
+            if single is None:  # an item alone has no padding: one reference serves both sides
+                single = np.stack([model.encode(item) for item in items])
             np.testing.assert_allclose(batched, single, atol=1e-5, err_msg=f"{family} {pooling} {padding_side}")
-            # Padding really happened: the batch holds rows of different lengths.
+            # Padding really happened (rows of different lengths), and the long text was cut to
+            # max_length in a batch that holds media.
             batch = model.processor(items)
             assert (batch["attention_mask"] == 0).any()
+            assert batch["attention_mask"][1].sum() == MAX_LENGTH < len(model.processor.tokenizer(long_text)["input_ids"])
 
 
 def test_pooling_modes_pick_the_right_tokens():
@@ -188,24 +228,23 @@ def test_pooling_modes_pick_the_right_tokens():
     assert pool(hidden, right, "mean").flatten().tolist() == [0.5, 5.5]
 
 
-@pytest.mark.parametrize("family", ["qwen2", "qwen2_vl", "llama"])
-@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
-def test_bidirectional_attention(family, attn_implementation, tiny_model_dir):
-    """With it on, the first token's state depends on a later token; with it off, it does not."""
-    first_token_states = {}
-    for bidirectional in (False, True):
-        model = EmbeddingModel.from_backbone(
-            tiny_model_dir(family), bidirectional=bidirectional, attn_implementation=attn_implementation
-        )
-        tokenizer = model.processor.tokenizer
-        ids_a = tokenizer(["a dog is holding a frisbee"], return_tensors="pt")
-        ids_b = {key: value.clone() for key, value in ids_a.items()}
-        ids_b["input_ids"][0, -1] = tokenizer.convert_tokens_to_ids("<image>")  # change only the last token
-        with torch.no_grad():
-            states = [model.backbone(**ids).last_hidden_state[0, 0] for ids in (ids_a, ids_b)]
-        first_token_states[bidirectional] = (states[0] - states[1]).abs().max().item()
-    assert first_token_states[False] == 0.0
-    assert first_token_states[True] > 1e-4
+@pytest.mark.parametrize("family", [name for name, family in SUPPORTED.items() if family.decoder])
+def test_bidirectional_attention(family, tiny_model_dir):
+    """Through encode with the first token's state as the embedding ("cls"): with bidirectional on,
+    it depends on a later token; with it off, it does not; with eager and SDPA attention alike."""
+    texts = ["a dog is holding a frisbee", "a dog is holding a cat"]  # the same but for the end
+    processor = None
+    for attn_implementation in ("eager", "sdpa"):
+        first_token_change = {}
+        for bidirectional in (False, True):
+            model = EmbeddingModel.from_backbone(
+                tiny_model_dir(family), pooling="cls", bidirectional=bidirectional,
+                attn_implementation=attn_implementation, processor=processor,
+            )
+            processor = model.processor.processor  # loaded once per family
+            first, second = model.encode(texts)
+            first_token_change[bidirectional] = np.abs(first - second).max()
+        assert first_token_change[False] < 1e-5 and first_token_change[True] > 1e-3, (attn_implementation, first_token_change)
 
 
 def test_residual_head_is_identity_at_init_and_trains(tiny_model_dir):
@@ -241,7 +280,9 @@ def test_templates_render_the_papers_forms(tiny_model_dir, images):
     render = lambda item, instruction, task=None: model.processor.render(to_embedding_input(item, 0), instruction, task)[0]
     assert render({"image": images[0], "text": "a dog"}, "Find the answer.") == "Instruct: Find the answer.\nQuery: <image>\na dog"
     assert render("a dog", "Find the answer.") == "Instruct: Find the answer.\nQuery: a dog"
-    assert render(images[0], "Find the dog.", task="document") == "<image>\n Instruction: Find the dog."
+    # ABC eq. 3, "<image> Instruction: <instruction>"; an item's text goes after its image.
+    assert render(images[0], "Find the dog.", task="document") == "<image> Instruction: Find the dog."
+    assert render({"image": images[0], "text": "a dog"}, "Find it.", task="document") == "<image>\na dog Instruction: Find it."
     assert render({"image": images[0], "text": "a dog"}, None) == "<image>\na dog"
     vlm2vec = EmbeddingModel.from_backbone(tiny_model_dir("qwen2_vl"), templates={"query": "vlm2vec"})
     prompt = vlm2vec.processor.render(to_embedding_input({"image": images[0], "text": "What is it?"}, 0), "Represent the given image with the following question:", None)[0]
@@ -321,6 +362,10 @@ def test_bad_inputs_name_the_item(tiny_model_dir, images, tmp_path):
         (vlm, [{"text": ""}], ValueError, "Input 0: a dict needs 'text', 'image', 'images' or 'video'"),
         (vlm, ["a", {"video": []}], ValueError, "Input 1: the video has zero frames"),
         (vlm, [{"text": "<image> <image>", "images": [images[0]]}], ValueError, "Input 0: the text has 2 '<image>' markers but only 1 images"),
+        (text_only, [""], ValueError, "Input 0: empty text"),
+        (vlm, ["a dog", ""], ValueError, "Input 1: empty text"),
+        (vlm, [{"images": "dog.png"}], TypeError, "Input 0: 'images' must be a list of images, got str"),
+        (vlm, ["a", {"video": images[0]}], TypeError, "Input 1: 'video' must be a list of frames, got Image"),
     ]
     for model, items, error, message in cases:
         with pytest.raises(error) as raised:
@@ -328,15 +373,48 @@ def test_bad_inputs_name_the_item(tiny_model_dir, images, tmp_path):
         assert message in str(raised.value)
 
 
-def test_bad_options_are_refused_before_loading(tiny_model_dir, tmp_path):
+def test_undecodable_images_fail_with_their_index_before_any_batch(tiny_model_dir, images, tmp_path):
+    """A file whose header reads but whose pixels do not (cut short) is caught while parsing."""
+    model = EmbeddingModel.from_backbone(tiny_model_dir("qwen2_vl"))
+    forward_calls = []
+    model.register_forward_pre_hook(lambda module, args: forward_calls.append(1))
+    good, cut = tmp_path / "good.png", tmp_path / "cut.png"
+    images[0].save(good)
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    inputs = ["a", "b", images[1], "c", {"image": good, "text": "d"}, "e"]
+    encoded = {"bytes": cut.read_bytes(), "path": None}  # as `datasets` stores an undecoded image
+    for bad, message in [(cut, f"Input 6: cannot read image file '{cut}'"), ({"image": encoded}, "Input 6: cannot read image bytes")]:
+        with pytest.raises(ValueError) as raised:
+            model.encode(inputs + [bad], batch_size=2)
+        assert message in str(raised.value) and "truncated" in str(raised.value)
+    assert forward_calls == []
+    # A file that breaks after parsing is named by its index in the caller's input, not in the batch.
+    later = tmp_path / "later.png"
+    images[2].save(later)
+    (item,) = model.processor.parse([{"image": later}])
+    later.write_bytes(cut.read_bytes())
+    model.processor.parse([item])  # a parsed item is not decoded again (a corpus shard is parsed, then encoded)
+    with pytest.raises(ValueError, match="Input 5: cannot load image"):
+        model.processor([item], parsed=True, indices=[5])
+
+
+def test_bad_options_are_refused_before_loading(tiny_model_dir, tmp_path, monkeypatch):
+    from transformers import AutoModel
+
+    paths = {family: tiny_model_dir(family) for family in ("qwen2", "bert")}
+
+    def load_weights(*args, **kwargs):
+        raise AssertionError("weights were loaded before the options were checked")
+
+    monkeypatch.setattr(AutoModel, "from_pretrained", load_weights)
     with pytest.raises(ValueError, match="Unknown pooling 'max'; choose one of last, mean, eos, cls"):
-        EmbeddingModel.from_backbone(tiny_model_dir("qwen2"), pooling="max")
+        EmbeddingModel.from_backbone(paths["qwen2"], pooling="max")
     with pytest.raises(ValueError, match="Unknown head 'mlp'"):
-        EmbeddingModel.from_backbone(tiny_model_dir("qwen2"), head="mlp")
+        EmbeddingModel.from_backbone(paths["qwen2"], head="mlp")
     with pytest.raises(ValueError, match="only head='linear' can change the size"):
-        EmbeddingModel.from_backbone(tiny_model_dir("qwen2"), embedding_dim=16)
+        EmbeddingModel.from_backbone(paths["qwen2"], embedding_dim=16)
     with pytest.raises(ValueError, match="pooling='eos' needs a tokenizer with an EOS token"):
-        EmbeddingModel.from_backbone(tiny_model_dir("bert"), pooling="eos")
+        EmbeddingModel.from_backbone(paths["bert"], pooling="eos")
     # An architecture outside the table: the message lists the supported ones.
     from transformers import GPT2Config, GPT2Model
 
@@ -370,7 +448,7 @@ def test_text_works_and_vision_fails_clearly_without_torchvision(tiny_model_dir)
         """
     )
     assert "(1, 64)" in out
-    assert "processor needs torchvision" in out and "pip install torch==2.14.1 torchvision==0.29.1" in out
+    assert f"processor needs torchvision, which is not installed: install the torchvision build that matches your torch ({torch.__version__})" in out
 
 
 def test_minilm_equals_sentence_transformers(minilm_dir):

@@ -26,10 +26,11 @@ def vision_reranker(tiny_model_dir):
 def hand_probability(reranker: MLLMReranker, query, candidate, **kwargs) -> float:
     """softmax([logit_True, logit_False])[0] of the model's next-token logits, one unpadded pair."""
     text, images = reranker.render(query, candidate, **kwargs)
+    special = {"add_special_tokens": not reranker.chat_template}  # a chat template renders its own
     if images:
-        inputs = reranker.processor(text=[text], images=[[image.convert("RGB") for image in images]], return_tensors="pt")
+        inputs = reranker.processor(text=[text], images=[[image.convert("RGB") for image in images]], return_tensors="pt", **special)
     else:
-        inputs = reranker.tokenizer([text], return_tensors="pt", add_special_tokens=not reranker.chat_template)
+        inputs = reranker.tokenizer([text], return_tensors="pt", **special)
     with torch.no_grad():
         logits = reranker.model(**inputs).logits[0, -1]
     true_logit, false_logit = logits[reranker.true_id].item(), logits[reranker.false_id].item()
@@ -82,6 +83,32 @@ def test_chat_template_rendering(tiny_model_dir):
     np.testing.assert_allclose(score, [hand_probability(reranker, "a query", "a passage"), hand_probability(reranker, "another, longer query", "p")], atol=1e-5)
 
 
+def test_chat_template_that_renders_bos_is_not_given_a_second_one(tiny_model_dir, images):
+    """A VLM whose tokenizer adds BOS (as Llama / Mistral ones do) and whose chat template writes it too."""
+    from tokenizers import processors
+
+    reranker = MLLMReranker.from_pretrained(tiny_model_dir("qwen2_vl"))
+    tokenizer = reranker.tokenizer
+    bos = "<pad>"  # a special token with no other role in the tiny tokenizer
+    bos_id = tokenizer.convert_tokens_to_ids(bos)
+    tokenizer.bos_token = bos
+    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(single=f"{bos} $A", special_tokens=[(bos, bos_id)])
+    assert tokenizer("a query").input_ids[0] == bos_id
+    reranker.processor.chat_template = (
+        "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}\n{% for c in m.content %}"
+        "{% if c.type == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c.text }}{% endif %}"
+        "{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    queries, candidates = ["a query", {"image": images[0]}], ["a passage", "a caption of the picture"]
+    rendered = [reranker.render(q, c) for q, c in zip(queries, candidates)]
+    assert all(text.startswith(bos + "<|im_start|>user\n") for text, _ in rendered)
+    batch = reranker._inputs([text for text, _ in rendered], [pair_images for _, pair_images in rendered])
+    assert (batch["input_ids"] == bos_id).sum(dim=1).tolist() == [1, 1]  # left padding: BOS is the first real token
+    first_real = batch["attention_mask"].argmax(dim=1)
+    assert batch["input_ids"][torch.arange(2), first_real].tolist() == [bos_id, bos_id]
+    np.testing.assert_allclose(reranker.score(queries, candidates), [hand_probability(reranker, q, c) for q, c in zip(queries, candidates)], atol=1e-5)
+
+
 def test_rerank_orders_top_k_by_probability(text_reranker):
     candidate_lists = [CANDIDATES, CANDIDATES[:2], CANDIDATES[::-1]]
     orders, scores = text_reranker.rerank(QUERIES[:3], candidate_lists, top_k=3, return_scores=True)
@@ -95,6 +122,11 @@ def test_rerank_orders_top_k_by_probability(text_reranker):
 
 def test_prompts_and_bad_input(text_reranker, vision_reranker, images, tiny_model_dir):
     assert resolve_prompt(None, "image", "text") == DEFAULT_PROMPTS["image -> text"]
+    # MM-Embed §4.2's two quoted prompts, word for word.
+    assert DEFAULT_PROMPTS["image -> text"] == "{query_image}\nCaption: {candidate}\nDoes the above daily life image match the caption? True or False"
+    assert DEFAULT_PROMPTS["image,text -> text"] == (
+        "{query_image}\nQuestion: {query}\nAnswer: {candidate}\nDoes the answer correctly answer the question? True or False"
+    )
     assert resolve_prompt(7, "text", "text") == DEFAULT_PROMPTS["image,text -> image"]  # M-BEIR task id
     assert resolve_prompt("text->image", "text", "text") == DEFAULT_PROMPTS["text -> image"]
     assert all(prompt.endswith("True or False") for prompt in DEFAULT_PROMPTS.values())

@@ -8,8 +8,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from tests.fake_faiss_gpu import FakeGpuIndex, fake_gpu  # noqa: F401  (a fixture)
 from vlembed.encoding import ShardedEmbeddings
-from vlembed.search import approximate_recall, build_index, exact_search, search
+from vlembed.search import GPU_MAX_K, approximate_recall, build_index, exact_search, is_gpu_index, search
 
 
 def normalised(array: np.ndarray) -> np.ndarray:
@@ -103,6 +104,27 @@ def test_recall_of_a_starved_index_is_low_and_exact_is_one(float16_memmap):
     assert approximate_recall(starved, float16_memmap, random_queries) < 0.8
     # Leaving each sampled query out of its own results: a flat index is exactly right.
     assert approximate_recall(build_index(float16_memmap, "flat"), float16_memmap, num_queries=100) == 1.0
+
+
+def test_searches_deeper_than_the_gpu_limit_run_on_the_cpu(fake_gpu):
+    rng = np.random.default_rng(6)
+    corpus = normalised(rng.standard_normal((2500, 16))).astype(np.float32)
+    queries = normalised(rng.standard_normal((5, 16))).astype(np.float32)
+    deep = GPU_MAX_K + 52
+    expected_scores, expected_indices = brute_force(queries, corpus, deep)
+    # Embeddings: a GPU index up to the limit, exact search on the CPU beyond it.
+    _, shallow = search(queries, corpus, 100)
+    np.testing.assert_array_equal(shallow, expected_indices[:, :100])
+    scores, indices = search(queries, corpus, deep)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-5)
+    assert fake_gpu == [100]
+    # A GPU index given: copied to the CPU for the deep search, never asked for more than it can return.
+    index = build_index(corpus, "flat")
+    assert isinstance(index, FakeGpuIndex) and is_gpu_index(index)
+    np.testing.assert_array_equal(search(queries, index, deep)[1], expected_indices)
+    assert fake_gpu == [100]
+    assert not is_gpu_index(index.cpu_index)
 
 
 def test_search_over_a_real_store(minilm_dir, tmp_path):

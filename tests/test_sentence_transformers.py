@@ -134,11 +134,18 @@ def test_sentence_transformers_and_automodel_without_vlembed(saved):
         mrr = float(np.mean([1.0 / r for r in ranks]))
         print("mrr", metrics["code_cosine_mrr@10"], mrr)
         assert abs(metrics["code_cosine_mrr@10"] - mrr) < 1e-6
+        # The vision card's usage snippets (AutoModel and ST, text and image) load the saved folder.
+        import re
+        card = (root / "qwen" / "README.md").read_text()
+        for snippet in re.findall(r"```python\\n(.*?)```", card, flags=re.S):
+            assert json.dumps(str(root / "qwen")) in snippet
+            exec(snippet, {{}})
         """,
         block_vlembed=True,
         cwd=root,
     )
     assert "qwen dim 64" in out and "minilm dim 384" in out
+    assert out.count("tensor([[") == 2  # each vision snippet printed its 1x2 similarity matrix
     for name, ref in references.items():
         load = lambda key: np.load(root / f"{name}_{key}.npy")
         np.testing.assert_allclose(load("auto_plain"), ref["plain"], atol=1e-5)
@@ -151,44 +158,110 @@ def test_sentence_transformers_and_automodel_without_vlembed(saved):
         assert np.abs(ref["query"] - ref["plain"][: len(ref["query"])]).max() > 1e-3
 
 
-def test_mine_hard_negatives_and_trainer_on_the_st_model(saved):
-    """ST's miner runs on the loaded model; ST's trainer fine-tunes it on text→image+text rows."""
+def test_mine_hard_negatives_on_the_st_model(saved):
+    """ST's miner on the loaded model picks, per query, the most similar non-positive documents of a
+    cosine ranking computed here from its query and document vectors."""
     from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.util import mine_hard_negatives
+
+    root, _, _ = saved
+    minilm = SentenceTransformer(str(root / "minilm"), trust_remote_code=True, device="cpu")
+    assert minilm[0].processor is minilm[0].model.processor.processor  # one tokenizer, not two
+    pairs = Dataset.from_dict({"anchor": QUERIES, "positive": DOCUMENTS[:3]})
+    mined = mine_hard_negatives(pairs, minilm, corpus=DOCUMENTS, num_negatives=2, output_format="n-tuple", verbose=False)
+    assert mined.column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    scores = minilm.encode_query(QUERIES) @ minilm.encode_document(DOCUMENTS).T
+    expected = []
+    for query_index in range(len(QUERIES)):
+        ranking = [index for index in np.argsort(-scores[query_index], kind="stable") if index != query_index]
+        expected.append([DOCUMENTS[index] for index in ranking[:2]])
+    assert [[row["negative_1"], row["negative_2"]] for row in mined] == expected
+
+
+@pytest.fixture(scope="module")
+def st_finetuned(saved):
+    """The Qwen2-VL model fine-tuned by ST's trainer on text→image+text rows (one batch of all six rows,
+    two steps), its first logged loss, and the loss computed here from the untrained vectors."""
+    from datasets import Dataset
+    from PIL import Image
     from sentence_transformers import (
         SentenceTransformer,
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
     )
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.util import mine_hard_negatives
 
     root, _, image_paths = saved
-    minilm = SentenceTransformer(str(root / "minilm"), trust_remote_code=True, device="cpu")
-    pairs = Dataset.from_dict({"anchor": QUERIES, "positive": DOCUMENTS[:3]})
-    mined = mine_hard_negatives(pairs, minilm, corpus=DOCUMENTS, num_negatives=2, output_format="n-tuple", verbose=False)
-    assert mined.column_names == ["anchor", "positive", "negative_1", "negative_2"]
-    for row in mined:
-        assert row["positive"] not in (row["negative_1"], row["negative_2"])
-
-    from PIL import Image
-
     qwen = SentenceTransformer(str(root / "qwen"), trust_remote_code=True, device="cpu")
     images = [Image.open(path).convert("RGB") for path in image_paths]
-    rows = Dataset.from_dict({
-        "anchor": [f"caption {i}" for i in range(6)],
-        "positive": [{"text": f"photo {i}", "image": images[i % 3]} for i in range(6)],
-    })
+    anchors = [f"caption {i}" for i in range(6)]
+    # Rows i and i + 3 share their positive, so the loss stays well above 0 (at least log 2 per row).
+    positives = [{"text": "a photo", "image": images[i % 3]} for i in range(6)]
+    # MultipleNegativesRankingLoss by hand: cross-entropy over 20 · cos(anchor_i, positive_j), target i.
+    with torch.no_grad():
+        anchor_vectors = qwen.encode(anchors, convert_to_tensor=True)
+        positive_vectors = qwen.encode(positives, convert_to_tensor=True)
+    cosine = torch.nn.functional.normalize(anchor_vectors, dim=-1) @ torch.nn.functional.normalize(positive_vectors, dim=-1).T
+    expected_loss = torch.nn.functional.cross_entropy(20.0 * cosine, torch.arange(6)).item()
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(root / "st_train"), per_device_train_batch_size=3, max_steps=2, learning_rate=1e-3,
+        output_dir=str(root / "st_train"), per_device_train_batch_size=6, max_steps=2, learning_rate=1e-3,
         report_to="none", use_cpu=True, save_strategy="no", logging_steps=1,
     )
     before = {name: parameter.detach().clone() for name, parameter in qwen.named_parameters()}
+    rows = Dataset.from_dict({"anchor": anchors, "positive": positives})
     trainer = SentenceTransformerTrainer(model=qwen, args=args, train_dataset=rows, loss=MultipleNegativesRankingLoss(qwen))
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    assert len(losses) == 2 and all(np.isfinite(losses))
+    return qwen, before, losses, expected_loss, anchors + positives
+
+
+def test_sentence_transformers_trainer_fine_tunes_the_st_model(st_finetuned):
+    qwen, before, losses, expected_loss, _ = st_finetuned
+    assert len(losses) == 2
+    # The first step's loss is MNRL of the untrained model's vectors (the model has no dropout).
+    assert expected_loss > np.log(2) and losses[0] == pytest.approx(expected_loss, rel=1e-4)
     moved = [name for name, parameter in qwen.named_parameters() if not torch.equal(before[name], parameter)]
     assert any("language_model" in name for name in moved) and any("visual" in name for name in moved)
+
+
+def test_st_fine_tuned_model_saves_and_reloads_without_vlembed(st_finetuned, tmp_path):
+    """st.save() after ST fine-tuning: a folder that loads without vlembed (ST and AutoModel) with the
+    fine-tuned vectors. Its README is ST's card (ST's training record), still tagged as vlembed's."""
+    from huggingface_hub import ModelCard
+
+    qwen, _, _, _, items = st_finetuned
+    texts = [item for item in items if isinstance(item, str)]
+    reference = qwen.encode(texts)
+    reference_query = qwen.encode_query(texts)
+    folder = tmp_path / "finetuned"
+    qwen.save(str(folder))
+    tags = set(ModelCard.load(folder / "README.md").data.tags)
+    assert {"vlembed", "multimodal-embedding", "sentence-transformers", "loss:MultipleNegativesRankingLoss"} <= tags
+    run_python(
+        f"""
+        import numpy as np
+        from sentence_transformers import SentenceTransformer
+        from transformers import AutoModel
+        st = SentenceTransformer({str(folder)!r}, trust_remote_code=True, device="cpu")
+        auto = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True)
+        np.save({str(tmp_path / "st.npy")!r}, st.encode({texts!r}))
+        np.save({str(tmp_path / "st_query.npy")!r}, st.encode_query({texts!r}))
+        np.save({str(tmp_path / "auto.npy")!r}, auto.encode({texts!r}))
+        """,
+        block_vlembed=True,
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "st.npy"), reference, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "auto.npy"), reference, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "st_query.npy"), reference_query, atol=1e-5)
+
+
+def test_st_save_without_training_keeps_the_vlembed_card(saved, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    root, _, _ = saved
+    SentenceTransformer(str(root / "minilm"), trust_remote_code=True, device="cpu").save(str(tmp_path / "copy"))
+    assert (tmp_path / "copy" / "README.md").read_text() == (root / "minilm" / "README.md").read_text()
 
 
 class _FakeHub:
@@ -203,7 +276,7 @@ class _FakeHub:
         hub = self
 
         def create_repo(api, repo_id, **kwargs):
-            hub.calls.append(("create_repo", repo_id, kwargs))
+            hub.calls.append(("create_repo", repo_id, {**kwargs, "api_token": api.token}))
             return type("RepoUrl", (), {"repo_id": repo_id})()
 
         def upload_folder(api, *, repo_id, folder_path, **kwargs):
@@ -228,6 +301,7 @@ def test_push_to_hub_uploads_a_complete_folder_that_loads(saved, tmp_path, monke
     assert commit.commit_url.endswith("/commit/1")
     assert [call[0] for call in hub.calls] == ["create_repo", "upload_folder"]
     assert hub.calls[0][2]["private"] is True and hub.calls[1][2]["commit_message"] == "First upload"
+    assert hub.calls[0][2]["api_token"] == secret  # the token reaches HfApi(token=...)
     captured = capsys.readouterr()
     assert secret not in captured.out + captured.err + caplog.text
 
@@ -279,3 +353,27 @@ def test_card_for_a_vision_model_shows_image_usage(saved):
     assert card.data.pipeline_tag == "feature-extraction"
     assert 'Image.new("RGB"' in card.text and '"image": image' in card.text
     assert "residual_mlp" in card.text and "@article{schneider2025abc" in card.text  # ABC eq. 2 head
+
+
+def test_vlembed_push_renders_the_card_for_the_repository(saved, tmp_path, monkeypatch, capsys):
+    """The command `vlembed train` prints: the card in the repository is named after it and its
+    snippets load it; the token goes to HfApi only."""
+    from huggingface_hub import ModelCard
+
+    from tests.utils import run_cli
+
+    root, _, _ = saved
+    hub = _FakeHub(tmp_path / "hub")
+    hub.install(monkeypatch)
+    secret = "hf_anotherSecretTestTokenValue456"
+    assert run_cli("push", [str(root / "minilm"), "org/cli-minilm", "--private", "--token", secret]) == 0
+    captured = capsys.readouterr()
+    assert "https://hub.invalid/org/cli-minilm/commit/1" in captured.out and secret not in captured.out + captured.err
+    assert hub.calls[0][2]["api_token"] == secret and hub.calls[0][2]["private"] is True
+    card = ModelCard.load(hub.root / "org/cli-minilm" / "README.md")
+    assert card.data.model_name == "cli-minilm" and card.text.lstrip().startswith("# cli-minilm")
+    snippets = re.findall(r"```python\n(.*?)```", card.text, flags=re.S)
+    assert len(snippets) == 2 and all('"org/cli-minilm"' in snippet for snippet in snippets)
+
+    assert run_cli("push", [str(tmp_path / "missing"), "org/x"]) == 2
+    assert "Model not found" in capsys.readouterr().err

@@ -3,6 +3,7 @@ two processes match one, ABC's two stages, samplers, peft and freezing, bad data
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -35,13 +36,19 @@ def code_pairs():
     return stdlib_code_dataset()
 
 
-def text_rows(count: int, negatives: int = 0) -> Dataset:
+def text_rows(count: int, negatives: int = 0, negative_types: bool = False) -> Dataset:
     rows = {"query": [f"question number {i} about topic {i % 7}" for i in range(count)],
             "positive": [f"answer {i}: the topic is {i % 7} and the id is {i}" for i in range(count)]}
     if negatives:
         rows["negatives"] = [[f"wrong answer {i}-{j}" for j in range(negatives)] for i in range(count)]
         rows["negative_hardness"] = [[0.5] * negatives for _ in range(count)]
+    if negative_types:  # MM-Embed: the first negative is type 1, the others type 2
+        rows["negative_types"] = [[1] + [2] * (negatives - 1) for _ in range(count)]
     return Dataset.from_dict(rows)
+
+
+def trainable(model) -> dict[str, torch.Tensor]:
+    return {name: parameter for name, parameter in model.named_parameters() if parameter.requires_grad}
 
 
 # ---------------------------------------------------------------------------------- it learns
@@ -63,6 +70,7 @@ def test_minilm_training_lowers_loss_and_beats_zero_shot(minilm_dir, code_pairs,
     assert after["eval_precision@1"] > before["eval_precision@1"], (before["eval_precision@1"], after["eval_precision@1"])
     summary = model.config.training_summary
     assert summary["hardness_alpha"] == 9.0 and summary["temperature"] == 0.02 and summary["global_batch_size"] == 16
+    assert summary["negatives_per_query"] == 15 and summary["explicit_negatives_per_row"] == 0  # in-batch only
 
 
 def test_tiny_qwen2_vl_learns_image_text_pairs(tiny_model_dir, tmp_path):
@@ -85,22 +93,26 @@ def test_tiny_qwen2_vl_learns_image_text_pairs(tiny_model_dir, tmp_path):
 
 
 def test_resume_continues_with_the_same_losses(tiny_model_dir, tmp_path):
-    rows = text_rows(48)
-    args = dict(max_steps=6, save_strategy="steps", save_steps=3, batch_sampler="random", seed=3)
+    # Two epochs of 3 steps, resumed in the second: the batches and the per-epoch negative-type draws
+    # (MM-Embed, one of 3 candidates per row) must be those of the uninterrupted run.
+    rows = text_rows(24, negatives=3, negative_types=True)
+    args = dict(max_steps=6, save_strategy="steps", save_steps=4, batch_sampler="random", seed=3)
     straight = ContrastiveTrainer(model=EmbeddingModel.from_backbone(tiny_model_dir("qwen2")),
                                   args=arguments(tmp_path / "a", **args), train_dataset=rows)
     straight.train()
+    assert straight.data_collator.epoch == 1
     interrupted_args = arguments(tmp_path / "b", **args)
     first = ContrastiveTrainer(model=EmbeddingModel.from_backbone(tiny_model_dir("qwen2")), args=interrupted_args, train_dataset=rows)
     first.train()
-    checkpoint = Path(interrupted_args.output_dir) / "checkpoint-3"
+    checkpoint = Path(interrupted_args.output_dir) / "checkpoint-4"
     assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "modules.json").is_file()
     resumed = ContrastiveTrainer(model=EmbeddingModel.from_backbone(tiny_model_dir("qwen2")),
                                  args=arguments(tmp_path / "c", **args), train_dataset=rows)
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    # The checkpoint's history (steps 1-3) followed by the resumed steps 4-6, as uninterrupted.
+    # The checkpoint's history (steps 1-4) followed by the resumed steps 5-6, as uninterrupted.
     assert len(losses(resumed)) == 6
     np.testing.assert_allclose(losses(resumed), losses(straight), rtol=1e-5)
+    assert straight.model.config.training_summary["negatives_per_query"] == 8 * 2 - 1
     # The checkpoint is a loadable model folder.
     reloaded = EmbeddingModel.from_pretrained(checkpoint)
     assert reloaded.encode("a question").shape == (64,)
@@ -108,42 +120,141 @@ def test_resume_continues_with_the_same_losses(tiny_model_dir, tmp_path):
 
 def test_gradcache_and_activation_checkpointing_keep_the_losses(tiny_model_dir, tmp_path):
     rows = text_rows(32, negatives=2)
-    runs = {}
-    for name, extra in {"plain": {}, "gradcache": {"mini_batch_size": 3}, "checkpointing": {"gradient_checkpointing": True}}.items():
+    runs, layer_calls = {}, {}
+    for name, extra in {"plain": {}, "gradcache": {"mini_batch_size": 3}, "checkpointing": {"activation_checkpointing": True}}.items():
         model = EmbeddingModel.from_backbone(tiny_model_dir("qwen2"))
+        calls = []  # transformers checkpoints a layer's forward: the modules inside it start again in backward
+        model.backbone.layers[0].self_attn.register_forward_pre_hook(lambda *_: calls.append(1))
         trainer = ContrastiveTrainer(model=model, args=arguments(tmp_path / name, loss="llave", **extra), train_dataset=rows)
         trainer.train()
-        runs[name] = losses(trainer)
+        runs[name], layer_calls[name] = losses(trainer), len(calls)
     np.testing.assert_allclose(runs["gradcache"], runs["plain"], rtol=1e-4)
     np.testing.assert_allclose(runs["checkpointing"], runs["plain"], rtol=1e-4)
+    # Checkpointing is on in the backbone: each decoder layer's attention runs again in the backward pass.
+    assert layer_calls["plain"] == 4 * 2  # 4 steps × (queries, candidates)
+    assert layer_calls["checkpointing"] == 2 * layer_calls["plain"]
 
 
-def test_gradient_accumulation_and_bf16_run(tiny_model_dir, tmp_path):
-    rows = text_rows(32)
-    trainer = ContrastiveTrainer(
-        model=EmbeddingModel.from_backbone(tiny_model_dir("qwen2")),
-        args=arguments(tmp_path, gradient_accumulation_steps=2, bf16=True, max_steps=2, per_device_train_batch_size=4),
-        train_dataset=rows,
-    )
-    trainer.train()
-    assert len(losses(trainer)) == 2 and all(np.isfinite(losses(trainer)))
-
-
-def test_hardness_column_reaches_the_loss_as_reward(tiny_model_dir):
-    from vlembed.trainer.collator import ContrastiveDataCollator
+def test_gradient_accumulation_averages_the_micro_batches_in_bf16(tiny_model_dir, tmp_path):
+    """One SGD step over 2 accumulated micro-batches = the step on the mean of their losses (bf16 autocast)."""
+    from vlembed.trainer.losses import ContrastiveLoss
 
     model = EmbeddingModel.from_backbone(tiny_model_dir("qwen2"))
-    collator = ContrastiveDataCollator(model.processor, hardness_scale=2.0)
+    reference = copy.deepcopy(model).train()
+    learning_rate = 0.5
+    args = arguments(tmp_path, gradient_accumulation_steps=2, bf16=True, max_steps=1, per_device_train_batch_size=4,
+                     optim="sgd", learning_rate=learning_rate, lr_scheduler_type="constant", max_grad_norm=0.0, weight_decay=0.0)
+    trainer = ContrastiveTrainer(model=model, args=args, train_dataset=text_rows(8))
+    micro_batches = list(trainer.get_train_dataloader())
+    assert len(micro_batches) == 2
+    micro_losses = []
+    for batch in micro_batches:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = ContrastiveLoss.from_preset("infonce")(reference(**batch["query_inputs"]).embeddings,
+                                                          reference(**batch["candidate_inputs"]).embeddings)
+        (loss / 2).backward()  # the gradient of the mean of the two losses
+        micro_losses.append(float(loss))
+    trainer.train()
+    assert losses(trainer) == [pytest.approx(np.mean(micro_losses), rel=1e-4)]
+    before = trainable(reference)
+    steps = {name: -learning_rate * parameter.grad for name, parameter in before.items() if parameter.grad is not None}
+    taken = {name: (parameter - before[name]).detach() for name, parameter in trainable(model).items()}
+    assert steps and set(steps) <= set(taken)
+    expected = torch.cat([step.flatten() for step in steps.values()])
+    actual = torch.cat([taken[name].flatten() for name in steps])
+    # bf16 leaves a few ulps between the two; summing instead of averaging would be off by 100 %.
+    assert float((actual - expected).norm() / expected.norm()) < 1e-2
+
+
+def test_hardness_column_reaches_the_loss_as_reward(tiny_model_dir, tmp_path):
     rows = [
         {"query": "q0", "positive": "p0", "negatives": ["n00", "n01"], "negative_hardness": [0.5, 0.25]},
         {"query": "q1", "positive": "p1", "negatives": ["n10"], "negative_hardness": [1.0]},
     ]
-    batch = collator(rows)
+    model = EmbeddingModel.from_backbone(tiny_model_dir("qwen2"))
+    trainer = ContrastiveTrainer(model=model, args=arguments(tmp_path, hardness_scale=2.0), train_dataset=Dataset.from_list(rows))
+    batch = trainer.data_collator(rows)
     assert batch["candidate_inputs"]["input_ids"].shape[0] == 5  # 2 positives, then 3 negatives in row order
     expected = torch.zeros(2, 5)
     expected[0, 2:4] = torch.tensor([1.0, 0.5])
     expected[1, 4] = 2.0
     torch.testing.assert_close(batch["reward"], expected)
+    # Through compute_loss: InfoNCE (τ = 0.02) on cosine logits plus the reward, by hand.
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, batch)
+        queries = torch.nn.functional.normalize(model(**batch["query_inputs"]).embeddings, dim=-1)
+        candidates = torch.nn.functional.normalize(model(**batch["candidate_inputs"]).embeddings, dim=-1)
+        logits = queries @ candidates.T / 0.02 + expected
+        naive = -torch.log_softmax(logits, dim=1)[[0, 1], [0, 1]].mean()
+        without_reward = -torch.log_softmax(logits - expected, dim=1)[[0, 1], [0, 1]].mean()
+    torch.testing.assert_close(loss, naive, rtol=1e-5, atol=1e-6)
+    assert abs(float(naive - without_reward)) > 1e-3  # the reward changes the loss
+
+
+def test_learnable_temperature_is_clamped_after_each_optimizer_step(tiny_model_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    seen = []
+
+    class BelowTheFloor(TrainerCallback):
+        def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+            model.temperature.data.fill_(0.001)  # as if the step had taken τ below its floor
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            seen.append(float(model.temperature))
+
+    model = EmbeddingModel.from_backbone(tiny_model_dir("qwen2"))
+    trainer = ContrastiveTrainer(model=model, args=arguments(tmp_path, loss="abc", max_steps=2, per_device_train_batch_size=4),
+                                 train_dataset=text_rows(8), callbacks=[BelowTheFloor()])
+    trainer.train()
+    assert seen == [pytest.approx(0.01)] * 2
+
+
+def test_eval_during_training_logging_and_atomic_checkpoints(tiny_model_dir, tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    class LogRecorder(TrainerCallback):  # what report_to integrations receive
+        def __init__(self):
+            self.logs = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.logs.append((state.global_step, dict(logs)))
+
+    recorder, rows = LogRecorder(), text_rows(56)
+    output = tmp_path / "out"
+    common = dict(save_strategy="steps", save_steps=2, per_device_eval_batch_size=8)
+    trainer = ContrastiveTrainer(
+        model=EmbeddingModel.from_backbone(tiny_model_dir("qwen2")),
+        args=arguments(tmp_path, max_steps=4, eval_strategy="steps", eval_steps=2, save_total_limit=1, load_best_model_at_end=True,
+                       metric_for_best_model="eval_loss", greater_is_better=False, **common),
+        train_dataset=rows.select(range(48)), eval_dataset=rows.select(range(48, 56)), callbacks=[recorder],
+    )
+    trainer.train()
+    evaluations = {step: logs for step, logs in recorder.logs if "eval_loss" in logs}
+    assert sorted(evaluations) == [2, 4]
+    assert all(0 <= logs["eval_precision@1"] <= 1 and "eval_recall@5" in logs for logs in evaluations.values())
+    assert [logs["loss"] for _, logs in recorder.logs if "loss" in logs] == losses(trainer) and len(losses(trainer)) == 4
+    # The best checkpoint is tracked at its final place; rotation keeps it and the last one.
+    best = Path(trainer.state.best_model_checkpoint)
+    best_step = min(evaluations, key=lambda step: evaluations[step]["eval_loss"])
+    assert best == output / f"checkpoint-{best_step}" and best.is_dir()
+    assert {path.name for path in output.glob("checkpoint-*")} == {best.name, "checkpoint-4"}
+    state = json.loads((output / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"] == str(best) and not list((output / "_staging").iterdir())
+
+    # A crash while writing checkpoint-6 (after the weights, before the rest) leaves no checkpoint-6.
+    resumed = ContrastiveTrainer(model=EmbeddingModel.from_backbone(tiny_model_dir("qwen2")),
+                                 args=arguments(tmp_path, max_steps=6, **common), train_dataset=rows.select(range(48)))
+
+    def full_disk(output_dir):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(resumed, "_save_rng_state", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        resumed.train(resume_from_checkpoint=str(output / "checkpoint-4"))
+    assert (output / "_staging" / "checkpoint-6" / "model.safetensors").is_file()  # the partial save, out of resume's way
+    assert get_last_checkpoint(str(output)) == str(output / "checkpoint-4")
 
 
 def test_torchrun_two_processes_match_one(tmp_path):
@@ -169,10 +280,11 @@ def test_torchrun_two_processes_match_one(tmp_path):
     # The learnable τ (in the model, its gradient averaged over ranks) ends where one process takes it.
     from safetensors.numpy import load_file
 
-    temperatures = {name: float(load_file(tmp_path / name / "model.safetensors")["temperature"]) for name in ("one", "two")}
+    temperatures = {name: load_file(tmp_path / name / "model.safetensors")["temperature"].item() for name in ("one", "two")}
     assert temperatures["one"] != 0.05
     assert abs(temperatures["two"] - temperatures["one"]) < 1e-6
-    assert json.loads((tmp_path / "two" / "config.json").read_text())["training_summary"]["global_batch_size"] == 8
+    summary = json.loads((tmp_path / "two" / "config.json").read_text())["training_summary"]
+    assert summary["global_batch_size"] == 8 and summary["negatives_per_query"] == 4 * 2 - 1
 
 
 # ---------------------------------------------------------------------------------- ABC's two stages
@@ -193,6 +305,9 @@ def test_abc_two_stages(tiny_model_dir, tmp_path):
     stage1 = ContrastiveTrainer(model=model, args=arguments(tmp_path / "s1", loss="abc", lora_r=4, lora_targets=["language_model", "vision_tower"]),
                                 train_dataset=rows)
     assert model.temperature.requires_grad and float(model.temperature) == pytest.approx(0.07)
+    # FSDP2 replaces every parameter by a new (sharded) one when it wraps the model: the loss must
+    # read τ from the model, not keep the object it saw first.
+    model.temperature = torch.nn.Parameter(model.temperature.detach().clone())
     stage1.train()
     assert float(model.temperature) != pytest.approx(0.07)  # τ was trained
     model.merge_adapters()
@@ -237,7 +352,8 @@ def test_abc_two_stages(tiny_model_dir, tmp_path):
         from PIL import Image
         from transformers import AutoModel
         model = AutoModel.from_pretrained({str(tmp_path / 'abc')!r}, trust_remote_code=True)
-        assert all("lora_" in n for n, p in model.named_parameters() if p.requires_grad)
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        assert trainable and all("lora_" in n for n in trainable), trainable
         images = [Image.open({str(tmp_path)!r} + f"/img{{i}}.png").convert("RGB") for i in (0, 2)]
         probe = [images[0], "image 1: the shape is number 5", {{"image": images[1], "text": "the size"}}]
         np.save({str(tmp_path / 'on.npy')!r}, model.encode_query(probe, instruction="the colour"))
@@ -266,7 +382,8 @@ def test_recipes_set_what_trains(recipe, tiny_model_dir, tmp_path):
     vision = {name for name in trainable if ".visual." in f".{name}" and ".merger." not in name}
     projector = {name for name in trainable if ".merger." in name}
     language = {name for name in trainable if "language_model" in name}
-    assert projector, "the projector trains in every recipe"
+    # The projector trains whole in LLaVE (Table 3 row 3) and MM-Embed (§5.1); ABC LoRAs only the encoder and LLM.
+    assert bool(projector) == (recipe != "abc-pretrain")
     if recipe == "llave":  # full fine-tuning, vision tower frozen (LLaVE Table 3)
         assert not vision and language and not any("lora_" in name for name in trainable)
     elif recipe == "abc-pretrain":  # LoRA on vision tower and LLM
@@ -278,25 +395,26 @@ def test_recipes_set_what_trains(recipe, tiny_model_dir, tmp_path):
 # ---------------------------------------------------------------------------------- samplers and data
 
 
-def test_no_duplicates_and_group_by_batches():
-    from vlembed.trainer.samplers import build_batch_sampler
+def test_recipe_flag_sets_the_papers_settings_and_flags_win(tmp_path):
+    from vlembed.trainer.launch import parse_arguments
+    from vlembed.trainer.recipes import RECIPES
 
-    rows = Dataset.from_dict({"query": [f"q{i}" for i in range(40)], "positive": [f"p{i % 10}" for i in range(40)],
-                              "image_id": [i % 8 for i in range(40)]})
-    sampler = build_batch_sampler("no_duplicates", rows, 8, drop_last=False, seed=0)
-    for batch in sampler:
-        positives = [rows[i]["positive"] for i in batch]
-        assert len(set(positives)) == len(positives)
-    sampler = build_batch_sampler("group_by", rows, 10, drop_last=True, seed=0, group_by_column="image_id")
-    batches = list(sampler)
-    assert len(batches) == len(sampler) == 4 and all(len(batch) == 10 for batch in batches)
-    groups = [{rows[i]["image_id"] for i in batch} for batch in batches]
-    # Groups of 5 rows, batches of 10: every batch holds exactly two whole groups.
-    assert all(len(group) == 2 for group in groups)
-    sampler.set_epoch(1)
-    assert list(sampler) != batches  # reshuffled per epoch, deterministically
-    sampler.set_epoch(0)
-    assert list(sampler) == batches
+    for name, recipe in RECIPES.items():
+        model_args, _, training_args = parse_arguments(
+            ["--recipe", name, "--learning_rate", "3e-6", "--use_cpu", "--report_to", "none", "--output_dir", str(tmp_path)]
+        )
+        assert model_args.recipe == name and training_args.learning_rate == 3e-6
+        for key, value in recipe["training"].items():
+            if key != "learning_rate":
+                assert getattr(training_args, key) == value, (name, key)
+        model_settings = dict(recipe["model"])
+        for side, template in model_settings.pop("templates", {}).items():
+            assert getattr(model_args, f"{side}_template") == template
+        for key, value in model_settings.items():
+            assert getattr(model_args, key) == value, (name, key)
+    # LoRA on a frozen vision tower would silently not train.
+    with pytest.raises(ValueError, match="freeze_vision_tower would also freeze the LoRA on the vision tower"):
+        arguments(tmp_path, lora_r=4, lora_targets=["vision_tower"], freeze_vision_tower=True)
 
 
 def test_mm_embed_mixture_proportions():
@@ -334,13 +452,13 @@ def test_bad_rows_fail_before_training_naming_row_and_column(tiny_model_dir, tmp
 
 
 def test_bad_row_mid_training_leaves_checkpoints_intact(tiny_model_dir, tmp_path):
-    rows = text_rows(96).to_dict()
-    rows["positive"][80] = ""  # beyond the validated sample: found at its batch
-    args = arguments(tmp_path, max_steps=12, save_strategy="steps", save_steps=4)
+    rows = text_rows(72).to_dict()
+    rows["positive"][68] = ""  # beyond the validated sample (64 rows): found when its batch (the 9th) is loaded
+    args = arguments(tmp_path, max_steps=9, save_strategy="steps", save_steps=3)
     trainer = ContrastiveTrainer(model=EmbeddingModel.from_backbone(tiny_model_dir("qwen2")), args=args, train_dataset=Dataset.from_dict(rows))
-    with pytest.raises(ValueError, match="Row 80: no positive"):
+    with pytest.raises(ValueError, match="Row 68: no positive"):
         trainer.train()
     checkpoints = sorted(Path(args.output_dir).glob("checkpoint-*"))
-    assert [path.name for path in checkpoints] == ["checkpoint-4", "checkpoint-8"]
+    assert [path.name for path in checkpoints] == ["checkpoint-3", "checkpoint-6"]
     for checkpoint in checkpoints:
         assert EmbeddingModel.from_pretrained(checkpoint).encode("q").shape == (64,)

@@ -13,8 +13,9 @@ On-disk layout of a store folder::
     embeddings-00000-of-00042.npy      rows [0, shard_size) as a [rows, dim] float32/float16 array
     embeddings-00001-of-00042.npy      ...
 
-`EmbeddingStore` opens a complete store with every shard memory-mapped; mining and evaluation search
-it (see `vlembed.search`) instead of re-encoding.
+`EmbeddingStore` opens a complete store with every shard memory-mapped; `open_store` checks that a store
+is what a model would encode, and mining and evaluation search it (see `vlembed.search`) instead of
+re-encoding (``--corpus-store``).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def load_corpus(
     text_column: str = "text",
     image_column: str = "image",
     images_column: str = "images",
+    image_root: str | os.PathLike | None = None,
     check_images: bool = True,
     cache_dir: str | None = None,
 ) -> tuple[list[str], list]:
@@ -73,9 +75,9 @@ def load_corpus(
 
     ``path`` is a ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file or a folder written by
     `datasets.Dataset.save_to_disk`. Columns: ``id`` (optional; default: the row number as a string),
-    ``text``, ``image`` (a path, relative to the file's folder) and/or ``images`` (a list of paths; in
-    a CSV file a JSON list). A folder's image columns may also hold `datasets.Image` values. Other
-    columns are ignored; the column names can be changed with the ``*_column`` arguments.
+    ``text``, ``image`` (a path, relative to ``image_root``, default the file's folder) and/or ``images``
+    (a list of paths; in a CSV file a JSON list). A folder's image columns may also hold `datasets.Image`
+    values. Other columns are ignored; the column names can be changed with the ``*_column`` arguments.
 
     Returns ``(ids, items)``: an item is a ``str`` (text only), a `pathlib.Path` (one image only) or
     a dict with ``"text"`` and ``"image"`` / ``"images"``.
@@ -89,7 +91,7 @@ def load_corpus(
         raise FileNotFoundError(f"Corpus not found: '{path}'.")
     dataset = _read_table(path, cache_dir)
     # Absolute image paths: items stay valid from any working directory, and so does the store's fingerprint.
-    base = (path if path.is_dir() else path.parent).resolve()
+    base = Path(image_root if image_root is not None else path if path.is_dir() else path.parent).resolve()
     columns = set(dataset.column_names)
     item_columns = [column for column in (text_column, image_column, images_column) if column in columns]
     if not item_columns:
@@ -341,6 +343,52 @@ class EmbeddingStore:
         return f"EmbeddingStore('{self.path}', count={len(self)}, dim={self.dim}, dtype={self.manifest['dtype']})"
 
 
+def open_store(
+    path: str | os.PathLike,
+    model,
+    ids: Sequence[Any],
+    *,
+    instruction: str | None = None,
+    task: Literal["query", "document"] = "document",
+) -> ShardedEmbeddings | np.ndarray:
+    """The embeddings of ``ids`` (in that order) from an existing store, checked to be what ``model``
+    would encode: the manifest's model fingerprint and encoding (task, instruction, template,
+    normalisation) must match, and the store must hold every id. File contents are not re-read or
+    hashed, so the store must come from the same corpus.
+
+    Returns the memory-mapped `ShardedEmbeddings` when the store holds exactly ``ids`` in order (a
+    ``vlembed encode`` of the same corpus file), else an in-memory copy of the rows of ``ids``.
+
+    Raises:
+        StoreMismatchError: another model, template or instruction, or ids the store lacks (naming them).
+        FileNotFoundError, IncompleteStoreError: no store, or an unfinished one.
+    """
+    store = EmbeddingStore(path)
+    stored = store.manifest["model"]
+    if stored.get("fingerprint") != model_fingerprint(model):
+        raise StoreMismatchError(
+            f"Embedding store '{store.path}' was encoded by another model (stored: {stored.get('name_or_path')!r}, "
+            f"this model: {str(getattr(model.config, 'name_or_path', ''))!r}; their weights or config differ). "
+            "Encode the corpus with this model (vlembed encode) or leave the store out."
+        )
+    encoding = _encoding_identity(model, instruction, task)
+    differences = [key for key in encoding if store.manifest["encoding"].get(key) != encoding[key]]
+    if differences:
+        details = "; ".join(f"{key}: stored {store.manifest['encoding'].get(key)!r}, needed {encoding[key]!r}" for key in differences)
+        raise StoreMismatchError(f"Embedding store '{store.path}' was encoded with another {', '.join(differences)} ({details}).")
+    ids = [str(item_id) for item_id in ids]
+    if ids == store.ids:
+        return store.embeddings
+    position = {item_id: row for row, item_id in enumerate(store.ids)}
+    missing = [item_id for item_id in ids if item_id not in position]
+    if missing:
+        raise StoreMismatchError(
+            f"Embedding store '{store.path}' ({len(store)} items) lacks {len(missing)} of the {len(ids)} ids needed "
+            f"(first: {missing[0]!r}); it was made from another corpus."
+        )
+    return store.embeddings[np.array([position[item_id] for item_id in ids], dtype=np.int64)]
+
+
 def shard_layout(count: int, shard_size: int) -> list[dict]:
     """The shards of a ``count``-item corpus: ``[{"file", "start", "stop"}, ...]``; independent of processes."""
     num_shards = -(-count // shard_size)
@@ -405,8 +453,7 @@ def encode_corpus(
     ids = [str(row) for row in range(count)] if ids is None else [str(row_id) for row_id in ids]
     if len(ids) != count:
         raise ValueError(f"Got {len(ids)} ids for {count} items.")
-    if len(set(ids)) != count:
-        raise ValueError("Corpus ids must be unique.")
+    _check_unique(ids)
     out_dir = Path(out_dir)
     rank, world_size, local_rank = _distributed_context()
     if torch.cuda.is_available() and model.device.type == "cpu":
@@ -444,6 +491,15 @@ def encode_corpus(
         _record_run(out_dir, per_rank, wall, world_size, str(model.device))
     _barrier(world_size)
     return EmbeddingStore(out_dir)
+
+
+def _check_unique(ids: list[str]) -> None:
+    """Raise naming the first repeated id and both of its rows."""
+    first_row: dict[str, int] = {}
+    for row, row_id in enumerate(ids):
+        if row_id in first_row:
+            raise ValueError(f"Corpus ids must be unique: id {row_id!r} is at rows {first_row[row_id]} and {row}.")
+        first_row[row_id] = row
 
 
 def _encode_shards(model, items, shards, out_dir: Path, layout, *, instruction, task, batch_size, dtype,
@@ -503,19 +559,12 @@ def _refresh_total(total_bar, out_dir: Path, layout, force: bool = False) -> Non
 
 
 def _manifest(model, ids, items, instruction, task, dtype, shard_size, layout) -> dict:
-    from .modeling.configuration_vlembed import PLAIN_TEMPLATE
-
     config = model.config
     return {
         "format": STORE_FORMAT,
         "version": STORE_VERSION,
         "model": {"name_or_path": str(getattr(config, "name_or_path", "")), "fingerprint": model_fingerprint(model)},
-        "encoding": {
-            "task": task,
-            "instruction": instruction,
-            "template": config.templates[task] if instruction else PLAIN_TEMPLATE,
-            "normalize": bool(config.normalize),
-        },
+        "encoding": _encoding_identity(model, instruction, task),
         "corpus": {"fingerprint": corpus_fingerprint(ids, items)},
         "count": len(ids),
         "dim": int(config.embedding_dim),
@@ -524,6 +573,19 @@ def _manifest(model, ids, items, instruction, task, dtype, shard_size, layout) -
         "shards": layout,
         "ids_file": IDS_FILE,
         "runs": [],
+    }
+
+
+def _encoding_identity(model, instruction: str | None, task: str) -> dict:
+    """What the manifest's ``encoding`` records: the template actually applied, and normalisation."""
+    from .modeling.configuration_vlembed import PLAIN_TEMPLATE
+
+    config = model.config
+    return {
+        "task": task,
+        "instruction": instruction,
+        "template": config.templates[task] if instruction else PLAIN_TEMPLATE,
+        "normalize": bool(config.normalize),
     }
 
 
@@ -716,6 +778,7 @@ __all__ = [
     "encode_corpus",
     "EmbeddingStore",
     "ShardedEmbeddings",
+    "open_store",
     "shard_layout",
     "model_fingerprint",
     "corpus_fingerprint",

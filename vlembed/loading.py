@@ -2,34 +2,68 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-# Names that stand for a backbone shipped on disk (no Hub access needed).
-PACKAGED_BACKBONES = ("all-MiniLM-L6-v2",)
+# Names that stand for a backbone shipped on disk (no Hub access needed) -> the Hub id of the same
+# weights, which model cards name as base_model.
+PACKAGED_BACKBONES = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def _packaged_folders() -> dict[str, str]:
+    from vlembed.testing import minilm_path
+
+    return {"all-MiniLM-L6-v2": minilm_path()}
 
 
 def resolve_backbone(name_or_path: str) -> str:
-    """A packaged name -> its folder; a folder or Hub id (org/name) as is; anything else is an error."""
-    if name_or_path in PACKAGED_BACKBONES:
-        from vlembed.testing import minilm_path
+    """A packaged name -> its folder; a model folder or a reachable Hub id as is. Refuses, before any
+    weights load, a name with no config.json behind it and a model type vlembed cannot wrap."""
+    from vlembed.modeling import FAMILIES
 
-        return minilm_path()
-    if not Path(name_or_path).exists() and name_or_path.count("/") != 1:
-        raise FileNotFoundError(f"Backbone not found: '{name_or_path}' is neither a folder nor a Hub id (org/name).")
+    folders = _packaged_folders()
+    if name_or_path in folders:
+        return folders[name_or_path]
+    model_type = model_config_dict(name_or_path).get("model_type")
+    if model_type != "vlembed" and model_type not in FAMILIES:
+        raise ValueError(
+            f"Backbone '{name_or_path}' is a {model_type!r} model, which vlembed cannot wrap. "
+            f"Supported model types: {', '.join(FAMILIES)} (or a saved vlembed model)."
+        )
     return name_or_path
 
 
-def is_vlembed_model(name_or_path: str) -> bool:
-    config = Path(name_or_path) / "config.json"
-    if config.is_file():
-        return json.loads(config.read_text(encoding="utf-8")).get("model_type") == "vlembed"
-    if Path(name_or_path).exists():
-        return False
-    from transformers import AutoConfig  # a Hub id: ask its config
+def model_config_dict(name_or_path: str, role: str = "Backbone") -> dict[str, Any]:
+    """The raw config.json of a model folder or Hub id (read, never executed), or a FileNotFoundError
+    that names the ``role`` the model was given for."""
+    from transformers import PreTrainedConfig
 
-    return AutoConfig.from_pretrained(name_or_path, trust_remote_code=True).model_type == "vlembed"
+    location = Path(name_or_path)
+    if location.exists():
+        if not (location / "config.json").is_file():
+            raise FileNotFoundError(f"{role} not found: '{name_or_path}' has no config.json, so it is not a model folder.")
+    elif location.is_absolute() or name_or_path.count("/") != 1:
+        raise FileNotFoundError(f"{role} not found: '{name_or_path}' is neither a folder nor a Hub id (org/name).")
+    try:
+        config, _ = PreTrainedConfig.get_config_dict(name_or_path)
+    except OSError as error:  # no such repository, or the Hub cannot be reached
+        reason = str(error).splitlines()[0]
+        raise FileNotFoundError(
+            f"{role} not found: '{name_or_path}' is not a folder here, and as a Hub id it could not be loaded ({reason})"
+        ) from error
+    return config
+
+
+def packaged_hub_id(name_or_path: str) -> str | None:
+    """The Hub id of a packaged backbone's weights, given its name or its folder; else None."""
+    for name, folder in _packaged_folders().items():
+        if name_or_path == name or Path(name_or_path).resolve() == Path(folder).resolve():
+            return PACKAGED_BACKBONES[name]
+    return None
+
+
+def is_vlembed_model(name_or_path: str, role: str = "Backbone") -> bool:
+    return model_config_dict(name_or_path, role).get("model_type") == "vlembed"
 
 
 def load_embedding_model(name_or_path: str, *, device: str | None = None, **backbone_kwargs: Any):
@@ -47,4 +81,4 @@ def load_embedding_model(name_or_path: str, *, device: str | None = None, **back
     return model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-__all__ = ["PACKAGED_BACKBONES", "resolve_backbone", "is_vlembed_model", "load_embedding_model"]
+__all__ = ["PACKAGED_BACKBONES", "resolve_backbone", "model_config_dict", "packaged_hub_id", "is_vlembed_model", "load_embedding_model"]

@@ -10,14 +10,24 @@ Rows (each trained from the same backbone, each adding one idea to the previous)
 5. + GradCache — the same at a 4× larger batch, embedded in mini-batches (more negatives per query at
    the memory of the small batch).
 
+These rows use mean pooling, all-MiniLM-L6-v2's own (its sentence-transformers Pooling module), so
+that zero-shot is the model as published. ``recipe=NAME`` compares zero-shot with one paper recipe
+instead; both rows are built with the recipe's model settings (pooling, attention, head, templates),
+so zero-shot is the untrained starting point of that recipe. A recipe that trains on mined negatives
+(abc-pretrain: threshold, mm-embed: modality-aware) mines them with the zero-shot model, unless the
+data has a ``negatives`` column.
+
 Each row reports P@1, R@10, nDCG@10 on the held-out test split and the LLaVE Table 1 similarities
 (positive, hard negative, easy negative). The row with the best dev-split P@1 is saved as a
-Hub-ready model with its card. ``recipe=NAME`` compares zero-shot with one paper recipe instead.
+Hub-ready model with its card.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -26,6 +36,13 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"  # packaged: see vlembed.loading
+# Mean pooling: all-MiniLM-L6-v2's own (see the module docstring); 96 tokens keep the CPU run short.
+DEFAULT_MODEL = {"pooling": "mean", "max_length": 96}
+# Which mining gives a recipe's num_negatives (ABC §3.2; MM-Embed §4.1.1), and the papers' settings.
+RECIPE_MINING = {"abc-pretrain": "threshold", "mm-embed": "modality"}
+MINING_SETTINGS = {"threshold": {"epsilon": 0.95, "pool_size": 100}, "modality": {"top_k": 50, "k_prime": 45}}
+# What a run writes into its output folder; --overwrite removes exactly these before starting.
+RUN_OUTPUTS = ("mining-cache", "checkpoints", "best-model", "results.json", "results.md", "similarity_zero_shot.png", "similarity_best.png")
 
 
 @dataclass
@@ -34,6 +51,7 @@ class PipelineConfig:
     data: str = "stdlib-code"
     recipe: str | None = None
     output_dir: str = "runs/default"
+    model_name: str | None = None  # default: backbone-data[-recipe]
     overwrite: bool = False
     quick: bool = False
     max_steps: int | None = None
@@ -43,10 +61,12 @@ class PipelineConfig:
     batch_size: int = 32
     gradcache_batch_size: int = 64
     mini_batch_size: int = 32
-    mined_negatives: int = 1
-    epochs: float = 1.0
-    learning_rate: float = 1e-4
-    max_length: int = 96
+    # None: 1 for the default rows, the recipe's own count (ABC 7) with --recipe.
+    mined_negatives: int | None = None
+    # None: 1 epoch at 1e-4 and 96 tokens for the default rows, the recipe's own values with --recipe.
+    epochs: float | None = None
+    learning_rate: float | None = None
+    max_length: int | None = None
     seed: int = 0
     training_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -58,46 +78,81 @@ class PipelineConfig:
             self.batch_size = min(self.batch_size, 16)
             self.gradcache_batch_size = min(self.gradcache_batch_size, 32)
             self.mini_batch_size = min(self.mini_batch_size, 16)
-            self.mined_negatives = min(self.mined_negatives, 1)
-            self.max_length = min(self.max_length, 64)
+            self.max_length = min(self.max_length or 64, 64)
+        if self.model_name is not None and not re.fullmatch(r"[\w][\w.-]{0,95}", self.model_name):
+            raise ValueError(f"--model-name {self.model_name!r}: a Hub repository name takes letters, digits, '-', '_' and '.' (at most 96).")
+
+    @property
+    def card_name(self) -> str:
+        """The saved model's name (its card's title; the repository name the push command suggests)."""
+        if self.model_name:
+            return self.model_name
+        parts = [Path(self.backbone.rstrip("/")).name, Path(self.data).stem, self.recipe]
+        return re.sub(r"[^\w.-]+", "-", "-".join(part for part in parts if part))[:96]
 
 
 @dataclass
 class Row:
     name: str
-    training: dict[str, Any] | None  # None: no training (zero-shot)
-    mined_negatives: bool = False
+    model: dict[str, Any]  # EmbeddingModel.from_backbone settings
+    training: dict[str, Any] | None = None  # ContrastiveTrainingArguments settings; None: no training (zero-shot)
+    mining: str | None = None  # "threshold" or "modality": train on negatives mined that way
 
 
-def default_rows(config: PipelineConfig) -> list[Row]:
+def default_rows(config: PipelineConfig, backbone_family) -> list[Row]:
     if config.recipe is not None:
-        from vlembed.trainer.recipes import get_recipe
-
-        return [Row("zero-shot", None), Row(config.recipe, dict(get_recipe(config.recipe)["training"]))]
-    mined = {"loss": "llave", "num_negatives": config.mined_negatives}
+        return recipe_rows(config, backbone_family)
+    mined = {"loss": "llave", "num_negatives": config.mined_negatives or 1}
     return [
-        Row("zero-shot", None),
-        Row("InfoNCE", {"loss": "infonce"}),
-        Row("LLaVE (α = 9)", {"loss": "llave"}),
-        Row("+ ABC mined negatives", mined, mined_negatives=True),
+        Row("zero-shot", DEFAULT_MODEL),
+        Row("InfoNCE", DEFAULT_MODEL, {"loss": "infonce"}),
+        Row("LLaVE (α = 9)", DEFAULT_MODEL, {"loss": "llave"}),
+        Row("+ ABC mined negatives", DEFAULT_MODEL, mined, mining="threshold"),
         Row(
             f"+ GradCache (batch {config.gradcache_batch_size})",
+            DEFAULT_MODEL,
             {**mined, "per_device_train_batch_size": config.gradcache_batch_size, "mini_batch_size": config.mini_batch_size},
-            mined_negatives=True,
+            mining="threshold",
         ),
     ]
 
 
+def recipe_rows(config: PipelineConfig, backbone_family) -> list[Row]:
+    """Zero-shot and the recipe, both built with the recipe's model settings."""
+    from vlembed.trainer.recipes import get_recipe
+
+    recipe = get_recipe(config.recipe)
+    training = dict(recipe["training"])
+    if backbone_family.vision_tower is None and "vision_tower" in training.get("lora_targets", ()):
+        # A text backbone has only its language model to put the recipe's LoRA on.
+        training["lora_targets"] = [target for target in training["lora_targets"] if target != "vision_tower"]
+    mining = RECIPE_MINING.get(config.recipe) if training.get("num_negatives") else None
+    if mining == "threshold" and config.mined_negatives:
+        training["num_negatives"] = config.mined_negatives
+    return [Row("zero-shot", recipe["model"]), Row(config.recipe, recipe["model"], training, mining=mining)]
+
+
 def check_output_dir(config: PipelineConfig) -> None:
-    """Refuse to overwrite an earlier run unless asked, before any work."""
+    """Refuse a file, or an earlier run unless asked to replace it, before any work."""
     out = Path(config.output_dir)
-    if not out.exists() or not any(out.iterdir()):
-        return
-    if config.overwrite:
+    existing = next(path for path in (out, *out.parents) if path.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(f"--output-dir '{out}': '{existing}' is a file, not a folder.")
+    if existing != out or not any(out.iterdir()) or config.overwrite:
         return
     model_config = out / "best-model" / "config.json"
     holds = "a vlembed model (best-model/)" if model_config.is_file() else f"{len(list(out.iterdir()))} entries"
     raise FileExistsError(f"Output folder '{out}' already holds {holds}; pass --overwrite to replace it, or choose --output-dir.")
+
+
+def clear_previous_run(out: Path) -> None:
+    """What an earlier run wrote (`RUN_OUTPUTS`, unfinished best-model copies), so none of it mixes with
+    this run's outputs; other files in the folder stay."""
+    for path in [out / name for name in RUN_OUTPUTS] + list(out.glob(".best-model.*")):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def load_splits(config: PipelineConfig):
@@ -137,66 +192,104 @@ def evaluate(model, rows, batch_size: int = 64) -> tuple[dict[str, float], Any]:
     return metrics, (query_embeddings, document_embeddings, relevant)
 
 
+def row_model_settings(row: Row, config: PipelineConfig) -> dict[str, Any]:
+    """`EmbeddingModel.from_backbone` settings of a row: its own (the recipe's), the token limit given on
+    the command line winning."""
+    return {**row.model, **({"max_length": config.max_length} if config.max_length else {})}
+
+
+def training_settings(row: Row, index: int, config: PipelineConfig) -> dict[str, Any]:
+    """ContrastiveTrainingArguments of a trained row: the pipeline's defaults, then the row's (recipe's)
+    settings, then what the command line gave explicitly (--epochs without --max-steps replaces a
+    recipe's step count)."""
+    import torch
+
+    explicit = {"learning_rate": config.learning_rate, "num_train_epochs": config.epochs, "max_steps": config.max_steps}
+    if config.epochs is not None and config.max_steps is None:
+        explicit["max_steps"] = -1
+    return {
+        "output_dir": str(Path(config.output_dir) / "checkpoints" / f"row{index}"),
+        "per_device_train_batch_size": config.batch_size,
+        "num_train_epochs": 1.0,
+        "learning_rate": 1e-4,
+        "warmup_steps": 0.1,
+        "batch_sampler": "no_duplicates",
+        "logging_steps": 5,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "report_to": "none",
+        "use_cpu": not torch.cuda.is_available(),
+        "seed": config.seed,
+        **row.training,
+        **{name: value for name, value in explicit.items() if value is not None},
+        **config.training_overrides,
+    }
+
+
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """Run every row; write results.json, results.md, the similarity histograms and best-model/."""
     import datasets
-    import torch
+    from transformers import set_seed
 
-    from vlembed import ContrastiveTrainer, ContrastiveTrainingArguments, EmbeddingModel
+    from vlembed import ContrastiveTrainer, ContrastiveTrainingArguments
     from vlembed.evaluation import plot_similarity_histogram, write_text_atomic
-    from vlembed.trainer.mining import mine_hard_negatives
+    from vlembed.loading import model_config_dict, load_embedding_model, resolve_backbone
+    from vlembed.modeling import FAMILIES
 
-    from vlembed.loading import resolve_backbone
-
+    # Every check before any work: output folder, backbone, rows and their settings, data.
     check_output_dir(config)
     backbone = resolve_backbone(config.backbone)
+    backbone_config = model_config_dict(backbone)
+    backbone_type = backbone_config.get("backbone_model_config", backbone_config)["model_type"]  # a saved vlembed model: its backbone
+    rows = default_rows(config, FAMILIES[backbone_type])
+    row_arguments = {
+        index: ContrastiveTrainingArguments(**training_settings(row, index, config))
+        for index, row in enumerate(rows, 1) if row.training is not None
+    }
     datasets.disable_progress_bars()  # per-row dataset bookkeeping would drown the training bars
     splits = load_splits(config)
     out = Path(config.output_dir)
+    if config.overwrite:
+        clear_previous_run(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    rows, results, trained_models = default_rows(config), [], {}
+    results, mined_sets, mining_model = [], {}, None
     best = None
-    mined_train = None
     for index, row in enumerate(rows, 1):
         print(f"\n[{index}/{len(rows)}] {row.name}", flush=True)
-        model = EmbeddingModel.from_backbone(backbone, pooling="mean", max_length=config.max_length)
+        set_seed(config.seed)  # every row starts from the same weights, a new head included
+        model = load_embedding_model(backbone, **row_model_settings(row, config))
         if row.training is not None:
-            train = splits["train"]
-            if row.mined_negatives:
-                if mined_train is None:
-                    miner = trained_models.get("InfoNCE", model)
-                    print("  mining negatives (ABC §3.2: ε = 0.95, pool 100) with the InfoNCE model", flush=True)
-                    mined_train = _mine(mine_hard_negatives, miner, train, config, out)
-                train = mined_train
-            settings = {
-                "output_dir": str(out / "checkpoints" / f"row{index}"),
-                "per_device_train_batch_size": config.batch_size,
-                "num_train_epochs": config.epochs,
-                "max_steps": config.max_steps or -1,
-                "learning_rate": config.learning_rate,
-                "warmup_steps": 0.1,
-                "batch_sampler": "no_duplicates",
-                "logging_steps": 5,
-                "save_strategy": "no",
-                "eval_strategy": "no",
-                "report_to": "none",
-                "use_cpu": not torch.cuda.is_available(),
-                "seed": config.seed,
-                **row.training,
-                **config.training_overrides,
-            }
-            trainer = ContrastiveTrainer(model=model, args=ContrastiveTrainingArguments(**settings), train_dataset=train)
+            train, mining_summary = splits["train"], {}
+            if row.mining and "negatives" not in train.column_names:
+                if row.mining not in mined_sets:
+                    miner, miner_name = (mining_model, "InfoNCE") if mining_model is not None else (model, "zero-shot")
+                    mined_sets[row.mining] = _mine(row, miner, miner_name, train, config, out)
+                train, mining_summary = mined_sets[row.mining]
+            args = row_arguments[index]
+            trainer = ContrastiveTrainer(model=model, args=args, train_dataset=train)
             trainer.train()
-            trained_models[row.name] = model
+            _remove_empty_folders(Path(args.output_dir))
+            model.config.training_summary = {
+                **(model.config.training_summary or {}),
+                **mining_summary,
+                **({"recipe": config.recipe} if config.recipe else {}),
+                "pipeline_row": row.name,
+            }
+            if row.name == "InfoNCE":
+                mining_model = model  # ABC §3.2 mines with a model trained on in-batch negatives only
         dev_metrics, _ = evaluate(model, splits["dev"])
         test_metrics, embeddings = evaluate(model, splits["test"])
-        result = {"row": row.name, "test": test_metrics, "dev_precision@1": dev_metrics["precision@1"],
-                  "training": model.config.training_summary}
-        results.append(result)
+        results.append({
+            "row": row.name,
+            "test": test_metrics,
+            "dev_precision@1": dev_metrics["precision@1"],
+            "model": {name: getattr(model.config, name) for name in ("pooling", "bidirectional", "head", "templates", "max_length")},
+            "training": model.config.training_summary,
+        })
         print(f"  test P@1 {test_metrics['precision@1']:.4f}  R@10 {test_metrics['recall@10']:.4f}  "
               f"nDCG@10 {test_metrics['ndcg@10']:.4f}  (dev P@1 {dev_metrics['precision@1']:.4f})", flush=True)
-        if index == 1 or best is None or dev_metrics["precision@1"] > best[0]:
+        if best is None or dev_metrics["precision@1"] > best[0]:
             best = (dev_metrics["precision@1"], row.name, model, embeddings, test_metrics)
         if index == 1:
             plot_similarity_histogram(*embeddings, out / "similarity_zero_shot.png", title=f"{row.name}: test split")
@@ -210,44 +303,59 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         "data": {"source": config.data, **{name: len(split) for name, split in splits.items()}},
         "backbone": config.backbone,
         "best": best_name,
+        "model_name": config.card_name,
         "rows": results,
     }
-    import json
-
     write_text_atomic(out / "results.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     write_text_atomic(out / "results.md", markdown(report))
-    _save_best(best_model, best_name, best_test, config, out)
+    _save_best(best_model, best_test, config, out)
     return report
 
 
-def _mine(mine_hard_negatives, model, train, config: PipelineConfig, out: Path):
+def _mine(row: Row, model, model_name: str, train, config: PipelineConfig, out: Path):
+    """The training rows with mined negatives, and what the model card records about the mining."""
+    from vlembed.trainer.mining import mine_hard_negatives
+
+    settings = MINING_SETTINGS[row.mining]
+    described = ", ".join(f"{name} {value}" for name, value in settings.items())
+    print(f"  mining negatives ({row.mining}: {described}) with the {model_name} model", flush=True)
+    # The modality strategy keeps every candidate of both types; the collator draws one per row (MM-Embed §4.1.1).
+    count = row.training["num_negatives"] if row.mining == "threshold" else None
     mined = mine_hard_negatives(
-        train, model, strategy="threshold", epsilon=0.95, pool_size=100, num_negatives=config.mined_negatives,
-        seed=config.seed, cache_dir=str(out / "mining-cache"), batch_size=64,
+        train, model, strategy=row.mining, num_negatives=count, seed=config.seed, cache_dir=str(out / "mining-cache"),
+        batch_size=64, **settings,
     )
     # A query whose threshold pool is smaller than the count cannot give a fixed-size row: drop it.
-    complete = mined.filter(lambda row: len(row["negatives"]) >= config.mined_negatives)
-    print(f"  {len(complete)} of {len(mined)} rows have {config.mined_negatives} mined negatives", flush=True)
-    return complete
+    needed = count or 1
+    complete = mined.filter(lambda mined_row: len(mined_row["negatives"]) >= needed)
+    print(f"  {len(complete)} of {len(mined)} rows have {needed} mined negatives", flush=True)
+    if len(complete) == 0:
+        raise ValueError(f"No training row has {needed} mined negatives: use more --train-samples or fewer --mined-negatives.")
+    summary = {"negative_mining": row.mining, **{f"mining_{name}": value for name, value in settings.items()}, "mined_with": f"{model_name} model"}
+    return complete, summary
 
 
-def _save_best(model, row_name: str, test_metrics: dict[str, float], config: PipelineConfig, out: Path) -> None:
+def _remove_empty_folders(row_folder: Path) -> None:
+    """The trainer makes its output folder even when it saves nothing there (save_strategy "no")."""
+    for folder in (row_folder, row_folder.parent):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _save_best(model, test_metrics: dict[str, float], config: PipelineConfig, out: Path) -> None:
     """The best row's model as a Hub-ready folder, its card filled from this run's results."""
+    from vlembed.model_cards import write_model_card
+
     model.config.evaluation_results = [{
         "task": "information-retrieval",
         "dataset": "stdlib-code-search" if config.data == "stdlib-code" else Path(config.data).stem,
         "split": "test",
         "metrics": {name: test_metrics[name] for name in ("precision@1", "recall@10", "ndcg@10", "mrr@10")},
     }]
-    summary = dict(model.config.training_summary or {})
-    summary["recipe"] = row_name
-    summary["datasets"] = None
-    model.config.training_summary = {key: value for key, value in summary.items() if value is not None}
     target = out / "best-model"
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".best-model."))
     model.save_pretrained(staging)
-    if target.exists():
-        shutil.rmtree(target)
+    write_model_card(model, staging, local_path=target, model_name=config.card_name)  # the final folder, named
     os.replace(staging, target)
 
 
@@ -271,12 +379,15 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def config_command(config: PipelineConfig) -> str:
-    defaults = PipelineConfig()
+    """The `vlembed train` command line that reproduces ``config``."""
+    defaults = PipelineConfig(quick=config.quick)
     parts = ["vlembed train"]
-    for name in ("backbone", "data", "recipe", "output_dir", "max_steps"):
-        value = getattr(config, name)
-        if value != getattr(defaults, name):
-            parts.append(f"--{name.replace('_', '-')} {value}")
+    for setting in dataclasses.fields(PipelineConfig):
+        value = getattr(config, setting.name)
+        if setting.name in ("overwrite", "quick", "training_overrides") or value == getattr(defaults, setting.name):
+            continue
+        parts.append(f"--{setting.name.replace('_', '-')} {value}")
     if config.quick:
         parts.append("--quick")
+    parts += [f"--{name} {value}" for name, value in config.training_overrides.items()]
     return " ".join(parts)

@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 
 IndexType = Literal["flat", "ivf", "hnsw"]
+# FAISS GPU indexes return at most this many neighbours per query (GPU_MAX_SELECTION_K); deeper searches run on the CPU.
+GPU_MAX_K = 2048
 
 
 def _faiss():
@@ -37,6 +39,17 @@ def _embeddings(corpus):
 
 def _gpu_available(faiss) -> bool:
     return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+
+
+def is_gpu_index(index) -> bool:
+    """Whether ``index`` lives on a GPU (a ``GpuIndex``, or replicas of them over several GPUs), where
+    FAISS caps ``k`` at `GPU_MAX_K`."""
+    faiss = _faiss()
+    if not _gpu_available(faiss) or not hasattr(faiss, "GpuIndex"):
+        return False
+    if isinstance(index, faiss.IndexReplicas):
+        return index.count() > 0 and is_gpu_index(faiss.downcast_index(index.at(0)))
+    return isinstance(index, faiss.GpuIndex)
 
 
 def build_index(
@@ -145,14 +158,23 @@ def search(
     ``embeddings``). For embeddings, ``"flat"`` searches exactly: streamed chunk by chunk on the CPU
     (`exact_search`), or through a GPU index when FAISS sees a GPU. ``"ivf"`` / ``"hnsw"`` build that
     index first with ``index_kwargs`` (see `build_index`). ``k`` is capped at the corpus size.
+
+    FAISS on a GPU returns at most `GPU_MAX_K` (2048) neighbours: for a deeper ``k``, embeddings are
+    searched on the CPU, and a GPU index is copied to the CPU for this search.
     """
+    faiss = _faiss()
     if not hasattr(corpus_or_index, "search"):
         corpus = _embeddings(corpus_or_index)
-        if index_type == "flat" and not _gpu_available(_faiss()):
+        if index_kwargs.get("use_gpu") is None:
+            index_kwargs["use_gpu"] = _gpu_available(faiss) and index_type != "hnsw" and min(k, len(corpus)) <= GPU_MAX_K
+        if index_type == "flat" and not index_kwargs["use_gpu"]:
             return exact_search(query_embeddings, corpus, k)
         corpus_or_index = build_index(corpus, index_type, **index_kwargs)
     index = corpus_or_index
     k = min(k, index.ntotal)
+    if k > GPU_MAX_K and is_gpu_index(index):
+        print(f"Searching k={k} > {GPU_MAX_K} neighbours: copying the GPU index to the CPU for this search.", file=sys.stderr)
+        index = faiss.index_gpu_to_cpu(index)
     queries = np.asarray(query_embeddings)
     scores = np.empty((len(queries), k), dtype=np.float32)
     indices = np.empty((len(queries), k), dtype=np.int64)
@@ -203,4 +225,4 @@ def approximate_recall(
     return hits / (k * len(exact_indices))
 
 
-__all__ = ["IndexType", "build_index", "search", "exact_search", "approximate_recall"]
+__all__ = ["IndexType", "GPU_MAX_K", "build_index", "search", "exact_search", "approximate_recall", "is_gpu_index"]

@@ -17,21 +17,11 @@ import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-FAMILIES = (
-    "qwen2_vl",
-    "qwen2_5_vl",
-    "qwen3_vl",
-    "llava_onevision",
-    "llava_next",
-    "idefics3",
-    "smolvlm",
-    "qwen2",
-    "qwen3",
-    "llama",
-    "mistral",
-    "bert",
-)
-VISION_FAMILIES = FAMILIES[:7]
+from vlembed.modeling.configuration_vlembed import FAMILIES as FAMILY_TABLE
+
+# Every family of the model's table has a builder here, so that the tests cover each one.
+FAMILIES = tuple(FAMILY_TABLE)
+VISION_FAMILIES = tuple(name for name, family in FAMILY_TABLE.items() if family.image_placeholder is not None)
 
 _QWEN_SPECIALS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 _IDEFICS_SPECIALS = ["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"] + [

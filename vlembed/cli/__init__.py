@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "mine": "Mine hard negatives (ABC threshold or MM-Embed modality-aware) into a training set.",
     "eval": "Evaluate retrieval (MMEB, M-BEIR, CtrlBench or plain text formats).",
     "rerank": "Rerank retrieval results with a generative (M)LLM (MM-Embed §4.2).",
+    "push": "Upload a saved model to the Hugging Face Hub, its model card rendered for the repository.",
 }
 
 

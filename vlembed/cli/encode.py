@@ -39,6 +39,7 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     parser.add_argument("--id-column", default="id", help="Column holding the ids (default: id).")
     parser.add_argument("--text-column", default="text", help="Column holding the text (default: text).")
     parser.add_argument("--image-column", default="image", help="Column holding one image path (default: image).")
+    parser.add_argument("--image-root", default=None, help="Folder image paths are relative to (default: the corpus file's folder).")
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
     return parser
 
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         ids, items = load_corpus(
-            args.data, id_column=args.id_column, text_column=args.text_column, image_column=args.image_column
+            args.data, id_column=args.id_column, text_column=args.text_column, image_column=args.image_column,
+            image_root=args.image_root,
         )
     except CorpusError as error:
         return _error(str(error))

@@ -9,6 +9,8 @@ Examples::
     vlembed eval --model out/my-embedder --format mbeir --data M-BEIR --task mscoco_task0 --task cirr_task7 --output eval/
     vlembed eval --model out/my-embedder --format mmeb --data MMEB-eval --task ImageNet-1K --output eval/ --plot
     vlembed eval --model out/my-embedder --format text --data scifact --output eval/ --save-run 10
+    vlembed encode --model out/my-embedder --data scifact/corpus.jsonl --id-column _id --out emb/scifact
+    vlembed eval --model out/my-embedder --format text --data scifact --output eval/ --corpus-store emb/scifact
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     parser.add_argument("--query-instruction", default=None, help="Instruction for every query of a text task.")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cache-dir", default=None, help="Keep corpus embeddings here (resumable).")
+    parser.add_argument(
+        "--corpus-store", action="append", default=[], metavar="DIR",
+        help="Read the corpus embeddings from this store (vlembed encode, same model) instead of encoding: once for "
+        "every task (e.g. the M-BEIR union pool), or once per --task in order. Model, template and ids are checked.",
+    )
     parser.add_argument("--on-bad-image", default="error", choices=("error", "skip"), help="Unreadable images: fail, or skip and count.")
     parser.add_argument("--on-unknown", default="error", choices=("error", "skip"), help="Judgements naming unknown ids: fail, or skip and count.")
     parser.add_argument("--plot", action="store_true", help="Write the similarity histogram (LLaVE Figure 1) per task.")
@@ -89,16 +96,19 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "text":
             loader_kwargs["query_instruction"] = args.query_instruction
     tasks = [name for value in args.task for name in value.split(",") if name] or [None]
+    if len(args.corpus_store) not in (0, 1, len(tasks)):
+        raise ValueError(f"Got {len(args.corpus_store)} --corpus-store for {len(tasks)} tasks: give one for all, or one per task.")
+    stores = args.corpus_store * len(tasks) if len(args.corpus_store) == 1 else args.corpus_store or [None] * len(tasks)
     from vlembed.loading import load_embedding_model
 
     model = load_embedding_model(args.model, device=args.device, pooling=args.pooling)
     results = []
-    for name in tasks:
+    for name, store in zip(tasks, stores):
         task = load_task(args.format, args.data, name, **loader_kwargs)
         plot = os.path.join(args.output, f"{task.name}_similarity.png") if args.plot else None
         result = evaluate(
             model, task, batch_size=args.batch_size, cache_dir=args.cache_dir, on_bad_image=args.on_bad_image,
-            similarity_plot=plot, run_depth=args.save_run or None, index_type=args.index_type,
+            similarity_plot=plot, run_depth=args.save_run or None, index_type=args.index_type, corpus_store=store,
         )
         if args.save_run:
             write_run(os.path.join(args.output, f"{task.name}_run.jsonl"), task, result.pop("run"))

@@ -15,6 +15,8 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 # Test suites, IDLE, demo and vendored code would add noise or near-duplicates.
 _SKIPPED_PARTS = {"test", "tests", "idlelib", "turtledemo", "lib2to3", "site-packages", "dist-packages", "__pycache__", "ensurepip", "pydoc_data"}
 
@@ -89,10 +91,9 @@ def load_stdlib_code_pairs(root: str | Path | None = None) -> list[CodePair]:
     """
     root = Path(root) if root is not None else stdlib_root()
     pairs, seen_queries, seen_code = [], set(), set()
-    for path in sorted(root.rglob("*.py")):
+    paths = [path for path in sorted(root.rglob("*.py")) if not _SKIPPED_PARTS & set(path.relative_to(root).parts)]
+    for path in tqdm(paths, desc="Parsing the standard library", unit="file"):
         relative = path.relative_to(root)
-        if _SKIPPED_PARTS & set(relative.parts):
-            continue
         module = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
         for pair in _pairs_in_file(path, module):
             if pair.query in seen_queries or pair.code in seen_code:

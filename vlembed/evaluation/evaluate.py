@@ -87,21 +87,28 @@ def encode_task(
     *,
     batch_size: int = 32,
     cache_dir: str | os.PathLike | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    corpus_store: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, Any]:
     """(query embeddings, corpus embeddings): queries with ``task="query"`` and their instructions,
-    the corpus with ``task="document"``; the corpus through the resumable store when ``cache_dir`` is set."""
-    queries = model.encode(task.queries, instruction=task.query_instructions, task="query", batch_size=batch_size)
-    if cache_dir is None:
-        corpus = model.encode(task.corpus, instruction=task.corpus_instruction, task="document", batch_size=batch_size)
-    else:
-        from ..encoding import encode_corpus
+    the corpus with ``task="document"``.
 
-        store = encode_corpus(
+    The corpus is read from ``corpus_store`` (an existing store, checked by
+    :func:`vlembed.encoding.open_store`), or encoded through the resumable store under ``cache_dir``, or
+    in memory. Store embeddings stay memory-mapped (a `ShardedEmbeddings`): search reads them in chunks.
+    """
+    from ..encoding import encode_corpus, open_store
+
+    queries = model.encode(task.queries, instruction=task.query_instructions, task="query", batch_size=batch_size)
+    if corpus_store is not None:
+        corpus = open_store(corpus_store, model, task.corpus_ids, instruction=task.corpus_instruction, task="document")
+    elif cache_dir is not None:
+        corpus = encode_corpus(
             model, task.corpus, os.path.join(os.fspath(cache_dir), task.format, task.name), ids=task.corpus_ids,
             instruction=task.corpus_instruction, task="document", batch_size=batch_size,
-        )
-        corpus = np.asarray(store.embeddings, dtype=np.float32)
-    return np.asarray(queries, dtype=np.float32), np.asarray(corpus, dtype=np.float32)
+        ).embeddings
+    else:
+        corpus = model.encode(task.corpus, instruction=task.corpus_instruction, task="document", batch_size=batch_size)
+    return np.asarray(queries, dtype=np.float32), corpus
 
 
 def evaluate_embeddings(
@@ -162,6 +169,7 @@ def evaluate(
     similarity_plot: str | os.PathLike | None = None,
     run_depth: int | None = None,
     index_type: IndexType = "flat",
+    corpus_store: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Evaluate an embedding model on a retrieval task (a loader's output).
 
@@ -174,6 +182,9 @@ def evaluate(
         task: from :func:`load_mmeb`, :func:`load_mbeir`, :func:`load_ctrlbench` or :func:`load_text_retrieval`.
         batch_size: encoding batch size.
         cache_dir: keep corpus embeddings there (resumable); default: encode in memory.
+        corpus_store: read the corpus embeddings from this existing store (``vlembed encode`` of the task's
+            corpus with this model, or an earlier run's ``cache_dir/<format>/<task>``) instead of encoding:
+            the model fingerprint, template and ids are checked (file contents are not).
         on_bad_image: ``"error"`` or ``"skip"`` (see :func:`prepare_task`).
         similarity_plot: write LLaVE Figure 1's histogram to this PNG.
         run_depth: also return each query's top ``run_depth`` candidates (``result["run"]``), e.g. for reranking.
@@ -184,7 +195,9 @@ def evaluate(
         "num_corpus", "skipped"}`` (plus ``"similarity_plot"`` / ``"run"`` when asked).
     """
     task = prepare_task(task, on_bad_image=on_bad_image)
-    query_embeddings, corpus_embeddings = encode_task(model, task, batch_size=batch_size, cache_dir=cache_dir)
+    query_embeddings, corpus_embeddings = encode_task(
+        model, task, batch_size=batch_size, cache_dir=cache_dir, corpus_store=corpus_store
+    )
     return evaluate_embeddings(
         task, query_embeddings, corpus_embeddings, similarity_plot=similarity_plot, run_depth=run_depth, index_type=index_type
     )

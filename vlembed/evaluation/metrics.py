@@ -187,7 +187,7 @@ def retrieval_metrics(
 
     Args:
         query_embeddings: [Q, d] L2-normalised.
-        corpus_embeddings: [N, d] L2-normalised.
+        corpus_embeddings: [N, d] L2-normalised (an array, a memmap or a store's `ShardedEmbeddings`).
         relevant: per query, the corpus indices relevant to it; or a mapping query id -> corpus ids
             together with ``query_ids`` and ``corpus_ids``.
         k_values: cut-offs of precision@k, recall@k and hit@k.
@@ -199,6 +199,10 @@ def retrieval_metrics(
             raising. Metrics average over the remaining queries, as sentence-transformers does.
         index_type: FAISS index for the search ("flat" = exact).
     """
+    for values, what, expected in ((query_modalities, "query_modalities", len(query_embeddings)),
+                                   (corpus_modalities, "corpus_modalities", len(corpus_embeddings))):
+        if values is not None and len(values) != expected:
+            raise ValueError(f"{what} has {len(values)} entries for {expected} {what.split('_')[0]} embeddings.")
     relevant_sets = relevance_lists(
         relevant, num_queries=len(query_embeddings), corpus_size=len(corpus_embeddings), query_ids=query_ids, corpus_ids=corpus_ids
     )

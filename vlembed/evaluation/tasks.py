@@ -204,7 +204,8 @@ def item_modality(item: Any) -> str:
 
 
 def make_item(text: str | None, image: str | os.PathLike | None, image_root: str | os.PathLike | None = None) -> Any:
-    """A text (``str``), an image (``{"image": Path}``) or both (``{"text", "image"}``)."""
+    """A text (``str``), an image (``{"image": Path}``) or both (``{"text", "image"}``); the image path is
+    ``image_root / image`` (loaders pass their resolved root, so the paths are absolute)."""
     text = text or ""
     if not image:
         return text
@@ -237,12 +238,13 @@ def load_mmeb(root: str | os.PathLike, subset: str, *, image_root: str | os.Path
     """An MMEB subset (per-query candidate lists, Precision@1). See the module docstring for the layout."""
     import pyarrow.parquet as pq
 
-    root = Path(root)
+    root = Path(root).resolve()  # absolute image paths, as `load_corpus` makes them
     files = sorted((root / subset).glob("*.parquet")) if (root / subset).is_dir() else [root / f"{subset}.parquet"]
     if not files or not files[0].is_file():
         raise FileNotFoundError(f"No parquet file for MMEB subset {subset!r} under {root} (expected {root / subset}/*.parquet).")
     if image_root is None:
         image_root = next((root / name for name in ("eval_images", "images") if (root / name).is_dir()), root)
+    image_root = Path(image_root).resolve()
     rows = [row for file in files for row in pq.read_table(file).to_pylist()]
     queries, query_ids, modalities, candidates, relevant = [], [], [], {}, {}
     corpus, corpus_ids, position = [], [], {}
@@ -320,7 +322,7 @@ def load_mbeir(
     """
     from ..trainer.mining import normalize_modality
 
-    root = Path(root)
+    root = Path(root).resolve()  # absolute image paths, as `load_corpus` makes them
     query_path = root / "query" / split / f"mbeir_{task}_{split}.jsonl"
     if pool == "union":
         pool_paths = [root / "cand_pool" / "global" / f"mbeir_union_{split}_cand_pool.jsonl"]
@@ -402,7 +404,7 @@ def _load_beir(
     query_instruction: str | None,
     on_unknown: OnUnknown,
 ) -> RetrievalTask:
-    root = Path(root)
+    root = Path(root).resolve()  # absolute image paths, as `load_corpus` makes them
     paths = {"corpus": root / "corpus.jsonl", "queries": root / "queries.jsonl", "qrels": root / "qrels" / f"{split}.tsv"}
     for what, path in paths.items():
         if not path.is_file():

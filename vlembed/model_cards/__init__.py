@@ -8,6 +8,7 @@ entries, as `vlembed.evaluation` reports them).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -36,14 +37,22 @@ CITATIONS = {
   booktitle={International Conference on Learning Representations},
   year={2025}
 }""",
+    "gradcache": """@article{gao2021gradcache,
+  title={Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup},
+  author={Gao, Luyu and Zhang, Yunyi and Han, Jiawei and Callan, Jamie},
+  journal={arXiv preprint arXiv:2101.06983},
+  year={2021}
+}""",
 }
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def _papers_used(config, training: dict[str, Any]) -> list[str]:
-    """Which papers' methods this model uses, from its architecture and its training recipe."""
+    """Which papers' methods this model uses, from its architecture and its training summary (the
+    trainer's settings plus ``negative_mining``: "threshold" (ABC §3.2) or "modality" (MM-Embed §4.1.1))."""
     recipe = str(training.get("recipe", "")).lower()
+    mining = training.get("negative_mining")
     papers = []
     if float(training.get("hardness_alpha", 0) or 0) > 0 or recipe.startswith("llave"):
         papers.append("llave")
@@ -52,21 +61,24 @@ def _papers_used(config, training: dict[str, Any]) -> list[str]:
         or config.head == "residual_mlp"
         or config.bidirectional
         or training.get("learnable_temperature")
-        or "threshold" in str(training.get("negatives", "")).lower()
+        or mining == "threshold"
     ):
         papers.append("abc")
-    if recipe.startswith("mm-embed") or "modality" in str(training.get("negatives", "")).lower():
+    if recipe.startswith("mm-embed") or mining == "modality":
         papers.append("mm-embed")
+    if training.get("mini_batch_size (GradCache)"):
+        papers.append("gradcache")
     return papers
 
 
-def _usage(repo_id: str, vision: bool) -> tuple[str, str]:
+def _usage(location: str, vision: bool) -> tuple[str, str]:
+    location = json.dumps(location)  # a double-quoted Python string literal, also for Windows paths
     pil_import = "from PIL import Image\n" if vision else ""
     image_line = 'image = Image.new("RGB", (224, 224), color="red")  # or Image.open("photo.jpg")\n' if vision else ""
     queries = '[{"image": image, "text": "What color is it?"}]' if vision else '["How do I close a file?"]'
     automodel = (
         f"{pil_import}from transformers import AutoModel\n\n"
-        f'model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True)\n'
+        f"model = AutoModel.from_pretrained({location}, trust_remote_code=True)\n"
         f"{image_line}"
         f'queries = model.encode({queries}, instruction="Find the matching description.")\n'
         'documents = model.encode(["a red square", "a blue circle"])\n'
@@ -74,13 +86,23 @@ def _usage(repo_id: str, vision: bool) -> tuple[str, str]:
     )
     sentence_transformers = (
         f"{pil_import}from sentence_transformers import SentenceTransformer\n\n"
-        f'model = SentenceTransformer("{repo_id}", trust_remote_code=True)\n'
+        f"model = SentenceTransformer({location}, trust_remote_code=True)\n"
         f"{image_line}"
         f'queries = model.encode_query({queries}, prompt="Find the matching description.")\n'
         'documents = model.encode_document(["a red square", "a blue circle"])\n'
         "print(model.similarity(queries, documents))"
     )
     return automodel, sentence_transformers
+
+
+def _base_model(backbone_config) -> str | None:
+    """The backbone's Hub id: as loaded, or the original repository of a packaged backbone's folder."""
+    from vlembed.loading import packaged_hub_id
+
+    name_or_path = str(getattr(backbone_config, "_name_or_path", "") or "")
+    if _HUB_ID.match(name_or_path) and not os.path.exists(name_or_path):
+        return name_or_path
+    return packaged_hub_id(name_or_path) if name_or_path else None
 
 
 def _eval_results(evaluation: list[dict[str, Any]], model_name: str) -> list[EvalResult]:
@@ -105,25 +127,29 @@ def render_model_card(
     model,
     *,
     repo_id: str | None = None,
+    local_path: str | os.PathLike | None = None,
     model_name: str | None = None,
     license: str | None = "apache-2.0",
     language: str | list[str] | None = "en",
     datasets: list[str] | None = None,
 ) -> ModelCard:
-    """The card of ``model`` (a `VLEmbedModel`); ``repo_id`` goes into the usage snippets."""
+    """The card of ``model`` (a `VLEmbedModel`). The usage snippets load ``repo_id`` (a Hub repository)
+    or else ``local_path`` (the saved folder); the title is ``model_name``, else the repository's or the
+    folder's name (as transformers' Trainer names its cards)."""
+    location = repo_id or (str(local_path) if local_path is not None else None)
+    if location is None:
+        raise ValueError("render_model_card needs repo_id (a Hub repository) or local_path (the saved folder).")
     config = model.config
     backbone = config.backbone_model_config
     training = dict(config.training_summary or {}) if hasattr(config, "training_summary") else {}
     evaluation = list(getattr(config, "evaluation_results", None) or [])
-    base_model = str(getattr(backbone, "_name_or_path", "") or "")
-    base_model = base_model if _HUB_ID.match(base_model) and not os.path.exists(base_model) else None
+    base_model = _base_model(backbone)
     vision = config.family.image_placeholder is not None
-    repo_id = repo_id or model_name or "path/to/this-model"
-    model_name = model_name or repo_id.split("/")[-1]
-    usage_automodel, usage_sentence_transformers = _usage(repo_id, vision)
+    model_name = model_name or Path(location).name
+    usage_automodel, usage_sentence_transformers = _usage(location, vision)
     papers = _papers_used(config, training)
     tags = ["vlembed", "sentence-transformers", "multimodal-embedding", "feature-extraction", "sentence-similarity"]
-    tags += [f"loss:{training['recipe']}"] if training.get("recipe") else []
+    tags += [f"loss:{training['loss']}"] if training.get("loss") else []  # the loss preset, as ST tags its loss class
     card_data = ModelCardData(
         language=language,
         license=license,
@@ -161,8 +187,10 @@ def render_model_card(
 
 
 def write_model_card(model, directory: str | os.PathLike, repo_id: str | None = None, **card_kwargs: Any) -> Path:
-    """Render the card and write ``directory/README.md`` atomically."""
+    """Render the card and write ``directory/README.md`` atomically; without ``repo_id`` (or
+    ``local_path``) its usage snippets load ``directory``."""
     path = Path(directory) / "README.md"
+    card_kwargs.setdefault("local_path", directory)
     temporary = path.with_suffix(".md.tmp")
     temporary.write_text(str(render_model_card(model, repo_id=repo_id, **card_kwargs)), encoding="utf-8")
     os.replace(temporary, path)

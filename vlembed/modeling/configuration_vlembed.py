@@ -22,6 +22,10 @@ class Family:
     Attributes:
         image_placeholder: text its processor expands into image tokens (None: text-only backbone).
         video_placeholder: text its processor expands into video tokens (None: frames go in as images).
+            SmolVLM has a video path ("<video>") but goes without: its processor (transformers 5.24)
+            returns the frames under ``pixel_values``, the key of the images, so a batch holding an
+            image item and a video item loses the images ("Image features and image tokens do not
+            match"); and it needs the video's fps, which a list of frames lacks (it guesses 24).
         language_model: attribute path of the decoder inside the base model ("" = the model itself).
         vision_tower: attribute path of the vision encoder.
         projector: attribute path of the vision-to-language projector.
@@ -50,6 +54,7 @@ _QWEN_VL = Family(
     positions_from_mask=False,
 )
 _LLAVA = dict(language_model="language_model", vision_tower="vision_tower", projector="multi_modal_projector")
+# Idefics3 has no video path; SmolVLM's is not used (see `Family.video_placeholder`).
 _IDEFICS = Family(image_placeholder="<image>", language_model="text_model", vision_tower="vision_model", projector="connector")
 
 # model_type of the backbone -> how it differs. A backbone whose model_type is not here is refused
@@ -75,14 +80,15 @@ FAMILIES: dict[str, Family] = {
 TEMPLATES: dict[str, str] = {
     # e5-mistral / MM-Embed (MM-Embed §3, "Instruct: {instruction}\nQuery: ").
     "mm-embed": "Instruct: {instruction}\nQuery: {image}{text}",
-    # ABC eq. 3: "<image> Instruction: <instruction>".
+    # ABC eq. 3: "<image> Instruction: <instruction>" (the image's newline gives way to the space
+    # when the item has no text, see `render_template`).
     "abc": "{image}{text} Instruction: {instruction}",
-    # VLM2Vec / LLaVE: "<image> Represent the given image with the following question: ...".
+    # VLM2Vec: "<image>\nRepresent the given image with the following question: ...".
     "vlm2vec": "{image}{instruction} {text}",
-    "llave": "{image}{instruction} {text}",
     # A plain prefix (E5 / BGE style, "query: {text}"); the default for encoders and documents.
     "prefix": "{instruction} {image}{text}",
 }
+TEMPLATES["llave"] = TEMPLATES["vlm2vec"]  # LLaVE §2.1: "Following VLM2Vec"
 PLAIN_TEMPLATE = "{image}{text}"
 
 

@@ -39,6 +39,14 @@ class VLEmbedTransformer(Transformer):
         kwargs["unpad_inputs"] = False
         kwargs.pop("max_seq_length", None)  # the vlembed config holds the length limit
         super().__init__(model_name_or_path, **kwargs)
+        # ST loaded the processor again for itself; keep one, the model's, so that ST's tokenizer and
+        # the one that renders inputs are the same object.
+        self.processor = self.input_formatter.processor = self.model.processor.processor
+
+    def on_model_ready(self, model: Any) -> None:
+        # The card ST writes after fine-tuning (SentenceTransformerTrainer, then save) replaces the
+        # vlembed card; its training record is ST's, and these tags keep the model findable as vlembed's.
+        model.model_card_data.add_tags(["vlembed", "multimodal-embedding"])
 
     @property
     def max_seq_length(self) -> int | None:

@@ -139,11 +139,19 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
             self.head = None
         # ABC §3.1 learns τ; it lives in the model so optimisers, DDP, checkpoints and ZeRO see it.
         if config.temperature is not None:
-            self.temperature = nn.Parameter(torch.tensor(float(config.temperature)))
+            self.init_temperature(config.temperature)
         self._processor: VLEmbedProcessor | None = None
         for name, adapter in (config.adapters or {}).items():
             self._inject_adapter(name, adapter)
         self.post_init()
+
+    def init_temperature(self, value: float) -> None:
+        """Give the model a learnable τ (ABC §3.1), saved with the weights and in ``config.temperature``.
+
+        A one-element vector rather than a 0-d scalar: FSDP2's ``fully_shard`` refuses scalar parameters.
+        """
+        self.config.temperature = float(value)
+        self.temperature = nn.Parameter(torch.tensor([float(value)]))
 
     # ------------------------------------------------------------------ building and loading
 
@@ -189,6 +197,9 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
             processor = _load_processor(pretrained_model_name_or_path, config, hub_kwargs)
         tokenizer = getattr(processor, "tokenizer", processor)
         config.max_length = max_length or _default_max_length(pretrained_model_name_or_path, tokenizer)
+        if not isinstance(processor, VLEmbedProcessor):
+            # Before the weights load: it refuses what the tokenizer cannot serve (pooling="eos" without EOS).
+            processor = VLEmbedProcessor(processor, config)
         backbone = AutoModel.from_pretrained(pretrained_model_name_or_path, config=backbone_config, **model_kwargs)
         model = cls(config, backbone=backbone)
         model.processor = processor
@@ -437,9 +448,7 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
             raise ValueError(f"Got {len(instruction)} instructions for {len(items)} inputs.")
         per_item = [instruction] * len(items) if instruction is None or isinstance(instruction, str) else list(instruction)
         task = task or ("query" if instruction is not None else "document")
-        # Longest first: an out-of-memory batch shows up at once, and similar lengths share a batch.
-        lengths = self.processor.sort_keys(items, per_item, task)
-        order = sorted(range(len(items)), key=lambda index: -lengths[index])
+        order = self.processor.length_order(items, per_item, task)
         embeddings = torch.empty(len(items), self.config.embedding_dim, dtype=torch.float32, device=self.device)
         if show_progress_bar is None:
             show_progress_bar = len(items) > 4 * batch_size
@@ -458,7 +467,9 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         starts = range(0, len(items), batch_size)
         for start in logging.tqdm(starts, desc="Encoding", disable=not show_progress_bar):
             indices = order[start : start + batch_size]
-            batch = self.processor([items[i] for i in indices], [instructions[i] for i in indices], task=task, parsed=True)
+            batch = self.processor(
+                [items[i] for i in indices], [instructions[i] for i in indices], task=task, parsed=True, indices=indices
+            )
             out[indices] = self(**batch.to(self.device), normalize=normalize).embeddings.float()
 
     def encode_query(self, inputs: Any, instruction: str | None = None, **kwargs: Any):
@@ -549,8 +560,8 @@ def _load_processor(name_or_path, config: VLEmbedConfig, hub_kwargs) -> Any:
         if config.family.image_placeholder is not None and not is_torchvision_available():
             raise ImportError(
                 f"The {config.backbone_model_config.model_type} processor needs torchvision, which is not "
-                "installed. Install the build matching your torch, e.g. "
-                "`pip install torch==2.14.1 torchvision==0.29.1`. Text-only backbones work without it."
+                f"installed: install the torchvision build that matches your torch ({torch.__version__}). "
+                "Text-only backbones work without it."
             ) from error
         raise
 

@@ -2,8 +2,8 @@
 
 An input item is a ``str`` (text), a ``PIL.Image.Image`` or ``pathlib.Path`` (an image), or a dict
 with ``"text"``, ``"image"`` (one image), ``"images"`` (several, interleaved where the text holds
-``<image>`` markers) and/or ``"video"`` (a list of frames). Items are validated up front so that a bad
-one fails with its index before any batch is embedded.
+``<image>`` markers) and/or ``"video"`` (a list of frames). Items are validated up front, image files
+decoded once to prove they load, so that a bad one fails with its index before any batch is embedded.
 
 This file is copied next to the weights on ``save_pretrained``: it imports only torch, transformers
 and the standard library (PIL, which transformers' image processors need anyway, lazily).
@@ -26,7 +26,8 @@ from .configuration_vlembed import PLAIN_TEMPLATE, VLEmbedConfig
 IMAGE_MARKER = "<image>"
 # Keys the processor adds for splitting batches by sample; not backbone inputs.
 BOOKKEEPING_KEYS = ("num_images_per_sample", "num_videos_per_sample")
-VIDEO_MARKER = "<video>"
+# Backbone inputs laid out per token ([batch, length]); the others (pixels, grids) are per image.
+TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
 _DICT_KEYS = {"text", "image", "images", "video"}
 _TEMPLATE_FIELD = re.compile(r"\{(image|instruction|text)\}")
 
@@ -38,6 +39,9 @@ class EmbeddingInput:
     text: str = ""
     images: list = field(default_factory=list)
     video: list | None = None
+    # Set by `to_embedding_input` once its images were decoded, so that parsing it again (a corpus
+    # shard parsed, then encoded) does not decode every image a second time.
+    validated: bool = field(default=False, repr=False, compare=False)
 
     @property
     def modality(self) -> str:
@@ -58,36 +62,51 @@ def _encoded_image(source: Any) -> bool:
 
 
 def check_image_source(source: Any, where: str, what: str = "image") -> None:
-    """Fail early on an image that is neither a PIL image, encoded bytes nor a readable image file.
+    """Fail early on an image that is not a PIL image, encoded bytes or an image file that decodes.
 
-    ``where`` starts the message ("Input 3", "Row 17, column 'query_image'").
+    Files and bytes are decoded in full and the pixels freed at once: the header alone misses a
+    truncated file (PIL's ``verify()`` misses a truncated JPEG), and keeping the pixels would hold a
+    whole corpus in memory. A lazily opened PIL image is loaded, as embedding it would. ``where``
+    starts the message ("Input 3", "Row 17, column 'query_image'").
     """
-    if is_pil_image(source) or _encoded_image(source):
-        return
-    if isinstance(source, dict) and source.get("path"):
+    if isinstance(source, dict) and not _encoded_image(source) and source.get("path"):
         source = source["path"]
-    if not isinstance(source, (str, Path)):
+    if not (is_pil_image(source) or _encoded_image(source) or isinstance(source, (str, Path))):
         raise TypeError(f"{where}: {what} must be a PIL image or a file path, got {type(source).__name__}.")
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: {what} file not found: '{path}'.")
-    if not os.access(path, os.R_OK):
-        raise PermissionError(f"{where}: {what} file is not readable: '{path}'.")
+    if is_pil_image(source):
+        described = what
+    elif _encoded_image(source):
+        described = f"{what} bytes"
+    else:
+        path = Path(source)
+        described = f"{what} file '{path}'"
+        if not path.is_file():
+            raise FileNotFoundError(f"{where}: {what} file not found: '{path}'.")
+        if not os.access(path, os.R_OK):
+            raise PermissionError(f"{where}: {what} file is not readable: '{path}'.")
     try:  # lazy, and inside try so that transformers' remote-code import check does not demand Pillow
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
     except ImportError as error:
         raise ImportError("Embedding images needs Pillow: pip install pillow") from error
     try:
-        with Image.open(path) as image:  # reads the header only
-            image.size
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"{where}: cannot read {what} file '{path}': {error}") from error
+        if is_pil_image(source):
+            source.load()
+        else:
+            from io import BytesIO
+
+            with Image.open(BytesIO(source["bytes"]) if _encoded_image(source) else path) as image:
+                image.load()
+    except Exception as error:  # PIL raises many types for corrupt data
+        raise ValueError(f"{where}: cannot read {described}: {error}") from error
 
 
-def to_embedding_input(item: Any, index: int) -> EmbeddingInput:
-    """Validate one raw item and return it as an `EmbeddingInput`; errors name the item's index."""
+def to_embedding_input(item: Any, index: int, max_frames: int | None = None) -> EmbeddingInput:
+    """Validate one raw item and return it as an `EmbeddingInput`; errors name the item's index.
+
+    With ``max_frames``, only the video frames that will be embedded (see `sample_frames`) are decoded.
+    """
     if isinstance(item, EmbeddingInput):
-        parsed = EmbeddingInput(item.text, list(item.images), item.video)
+        parsed = EmbeddingInput(item.text, list(item.images), item.video, item.validated)
     elif isinstance(item, str):
         parsed = EmbeddingInput(text=item)
     elif _is_image(item):
@@ -101,6 +120,9 @@ def to_embedding_input(item: Any, index: int) -> EmbeddingInput:
         text = item.get("text") or ""
         if not isinstance(text, str):
             raise TypeError(f"Input {index}: 'text' must be a string, got {type(text).__name__}.")
+        for key, what in (("images", "a list of images"), ("video", "a list of frames")):
+            if item.get(key) is not None and not isinstance(item[key], (list, tuple)):
+                raise TypeError(f"Input {index}: '{key}' must be {what}, got {type(item[key]).__name__}.")
         images = list(item.get("images") or [])
         if item.get("image") is not None:
             images.insert(0, item["image"])
@@ -117,10 +139,14 @@ def to_embedding_input(item: Any, index: int) -> EmbeddingInput:
             f"Input {index}: unsupported input type {type(item).__name__}; expected str, PIL.Image.Image, "
             "pathlib.Path or a dict with 'text', 'image', 'images' or 'video'."
         )
-    for image in parsed.images:
-        check_image_source(image, f"Input {index}")
-    for frame in parsed.video or []:
-        check_image_source(frame, f"Input {index}", "video frame")
+    if not parsed.text and not parsed.images and not parsed.video:
+        raise ValueError(f"Input {index}: empty text; an item needs text, an image or a video.")
+    if not parsed.validated:
+        for image in parsed.images:
+            check_image_source(image, f"Input {index}")
+        for frame in sample_frames(parsed.video or [], max_frames or len(parsed.video or [])):
+            check_image_source(frame, f"Input {index}", "video frame")
+        parsed.validated = True
     markers = parsed.text.count(IMAGE_MARKER)
     if markers > len(parsed.images):
         raise ValueError(f"Input {index}: the text has {markers} '{IMAGE_MARKER}' markers but only {len(parsed.images)} images.")
@@ -138,6 +164,7 @@ def sample_frames(frames: Sequence, max_frames: int) -> list:
 
 
 def _load(source: Any, index: int):
+    # `to_embedding_input` decoded this image already; this fails only if the file changed since.
     try:
         if _encoded_image(source):
             from io import BytesIO
@@ -156,9 +183,19 @@ def _load(source: Any, index: int):
 
 
 def render_template(template: str, instruction: str, image: str, text: str) -> str:
-    """Fill ``{instruction}``, ``{image}`` and ``{text}`` in one pass (texts may contain braces)."""
+    """Fill ``{instruction}``, ``{image}`` and ``{text}`` in one pass (texts may contain braces).
+
+    ``image`` holds the media placeholders, each followed by a newline (LLaVA's "<image>\\n" form);
+    where the rendered prompt goes on with a space, the last newline gives way to it, so that ABC's
+    eq. 3 reads "<image> Instruction: ..." for an item without text.
+    """
     values = {"instruction": instruction, "image": image, "text": text}
-    return _TEMPLATE_FIELD.sub(lambda match: values[match.group(1)], template)
+    pieces = _TEMPLATE_FIELD.split(template)  # literal, field name, literal, ..., literal
+    rendered = [values[piece] if position % 2 else piece for position, piece in enumerate(pieces)]
+    for position in range(1, len(pieces), 2):
+        if pieces[position] == "image" and "".join(rendered[position + 1 :]).startswith(" "):
+            rendered[position] = rendered[position].removesuffix("\n")
+    return "".join(rendered)
 
 
 class VLEmbedProcessor:
@@ -184,7 +221,7 @@ class VLEmbedProcessor:
 
     def parse(self, items: Sequence[Any]) -> list[EmbeddingInput]:
         """Validate every item before any work is done."""
-        parsed = [to_embedding_input(item, index) for index, item in enumerate(items)]
+        parsed = [to_embedding_input(item, index, self.max_frames) for index, item in enumerate(items)]
         if self.family.image_placeholder is None:
             for index, item in enumerate(parsed):
                 if item.images or item.video:
@@ -226,6 +263,15 @@ class VLEmbedProcessor:
             prompt += self.tokenizer.eos_token
         return prompt, images, videos
 
+    def length_order(self, items: Sequence[EmbeddingInput], instructions: Sequence[str | None], task: str | None) -> list[int]:
+        """Item indices longest first (by `sort_keys`): the order `VLEmbedModel.encode` batches them in.
+
+        Longest first so that an out-of-memory batch shows up at once; neighbours share a batch
+        because they pad little.
+        """
+        keys = self.sort_keys(items, instructions, task)
+        return sorted(range(len(items)), key=lambda index: -keys[index])
+
     def sort_keys(self, items: Sequence[EmbeddingInput], instructions: Sequence[str | None], task: str | None) -> list[int]:
         """Token counts of the rendered prompts, so batches of similar length pad little.
 
@@ -250,20 +296,28 @@ class VLEmbedProcessor:
         instruction: str | Sequence[str | None] | None = None,
         task: str | None = None,
         parsed: bool = False,
+        indices: Sequence[int] | None = None,
     ) -> BatchFeature:
-        """Embed-ready tensors for a batch. ``instruction`` is one for all items or one per item."""
+        """Embed-ready tensors for a batch. ``instruction`` is one for all items or one per item.
+
+        ``indices``: the items' positions in the caller's input, for error messages (default: their
+        positions in ``items``). Text-only items are truncated to ``max_length`` as they are alone,
+        also in a batch with media (whose items are never truncated).
+        """
         entries = list(items) if parsed else self.parse(items)
         instructions = [instruction] * len(entries) if instruction is None or isinstance(instruction, str) else list(instruction)
         if len(instructions) != len(entries):
             raise ValueError(f"Got {len(instructions)} instructions for {len(entries)} inputs.")
+        indices = range(len(entries)) if indices is None else indices
         prompts, images, videos, videos_per_entry = [], [], [], []
-        for index, (entry, entry_instruction) in enumerate(zip(entries, instructions)):
+        for index, entry, entry_instruction in zip(indices, entries, instructions):
             prompt, entry_images, entry_videos = self.render(entry, entry_instruction, task)
             prompts.append(prompt)
             images.append([_load(image, index) for image in entry_images])
             videos.extend([_load(frame, index) for frame in video] for video in entry_videos)
             videos_per_entry.append(entry_videos)
-        has_media = any(images) or bool(videos)
+        text_only = [row for row in range(len(entries)) if not images[row] and not videos_per_entry[row]]
+        has_media = len(text_only) < len(entries)
         text_kwargs: dict[str, Any] = {"padding": True}
         if self.max_length is not None and not has_media:
             text_kwargs.update(truncation=True, max_length=self.max_length)
@@ -276,6 +330,8 @@ class VLEmbedProcessor:
             if videos:
                 media["videos"] = videos
             batch = self.processor(text=prompts, return_tensors="pt", **media, **text_kwargs)
+            if self.max_length is not None and has_media and text_only:
+                self._truncate_rows(batch, {row: prompts[row] for row in text_only})
             # Bookkeeping for code that splits a batch by sample (GradCache): the backbones' pixel
             # tensors are laid out per image, not per sample. `VLEmbedModel.forward` drops these.
             batch["num_images_per_sample"] = torch.tensor([len(entry_images) for entry_images in images])
@@ -285,6 +341,36 @@ class VLEmbedProcessor:
             last = last_token_index(batch["attention_mask"])
             batch["input_ids"][torch.arange(len(prompts)), last] = self.tokenizer.eos_token_id
         return batch
+
+    def _truncate_rows(self, batch: BatchFeature, prompts: dict[int, str]) -> None:
+        """Cut the rows ``prompts`` names (text-only rows of a batch with media) to ``max_length``.
+
+        The backbone's processor truncates a whole batch or nothing, and cutting a row with media
+        would drop image tokens. A text-only row is the tokenizer's output for its prompt, so each
+        is tokenised again with truncation, as alone, and the per-token tensors are re-padded.
+        """
+        token_ids = self.tokenizer(list(prompts.values()), truncation=True, max_length=self.max_length)["input_ids"]
+        mask = batch["attention_mask"].bool()
+        lengths = mask.sum(dim=1).tolist()
+        cut = {row: ids for row, ids in zip(prompts, token_ids) if len(ids) < lengths[row]}
+        if not cut:
+            return
+        for row, ids in cut.items():
+            lengths[row] = len(ids)
+        width = max(lengths)
+        left = self.tokenizer.padding_side == "left"
+        for key in TOKEN_KEYS:
+            if key not in batch:
+                continue
+            fill = self.tokenizer.pad_token_id if key == "input_ids" else 0
+            padded = batch[key].new_full((len(lengths), width), fill)
+            for row, length in enumerate(lengths):
+                if key == "input_ids" and row in cut:
+                    values = torch.tensor(cut[row], dtype=padded.dtype)
+                else:  # a text row's other per-token values (mask, token types) are the same throughout
+                    values = batch[key][row][mask[row]][:length]
+                padded[row, slice(width - length, width) if left else slice(0, length)] = values
+            batch[key] = padded
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:

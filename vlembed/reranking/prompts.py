@@ -5,11 +5,20 @@ A prompt is a string with the fields ``{query}`` and ``{candidate}`` (their text
 ``{query_image}`` and ``{candidate_image}`` (where their images go). Defaults are keyed by the M-BEIR
 task, written "<query modality> -> <candidate modality>".
 
-§4.2 quotes two of MM-Embed's prompts: image -> text ("<q_img>\\nCaption: <c_txt>\\nDoes the above daily
-life image match the caption? True or False") and image,text -> text ("<q_img>\\nQuestion: <q_txt>\\n
-Answer: <c_txt>\\nDoes the answer correctly answer the question? True or False"). The body of Table 13 is
-not in the text we have, so the other defaults follow the same pattern without the per-dataset domain
-words ("daily life", "news", "fashion"); pass ``prompt=`` to use a dataset's exact wording.
+Exact: §4.2 quotes two of MM-Embed's prompts, used here word for word:
+
+- image -> text (image caption retrieval): "<q_img>\nCaption <c_txt>\nDoes the above daily life image
+  match the caption? True or False";
+- image,text -> text (visual question answering): "<Qry image>\nQuestion:<Qry text>\nAnswer:<Doc text>\n
+  Does the answer correctly answer the question? True or False".
+
+Our copy of the paper typesets them as formulas, which loses the spacing around the fields; we write
+"Caption: ", "Question: " and "Answer: " (a colon, as the second prompt has, and one space).
+
+MM-Embed-style (Table 13 not in our copy): the table body is missing from the text we have (only its
+caption, "Prompts for reranking tasks in M-BEIR"), so every other default follows the pattern of the two
+exact prompts; the per-dataset domain words of the real table (such as "daily life" for MSCOCO) are unknown
+for those tasks. Pass ``prompt=`` to use a dataset's exact wording.
 """
 
 from __future__ import annotations
@@ -24,11 +33,13 @@ CANDIDATE_IMAGE = "{candidate_image}"
 _TEXT_FIELD = re.compile(r"\{(query|candidate)\}")
 _IMAGE_SLOT = re.compile(r"(\{query_image\}|\{candidate_image\})")
 
+# "image -> text" and "image,text -> text" are §4.2's exact prompts; the others are MM-Embed-style (Table 13
+# is not in our copy of the paper).
 DEFAULT_PROMPTS: dict[str, str] = {
     "text -> image": "{candidate_image}\nCaption: {query}\nDoes the above image match the caption? True or False",
     "text -> text": "Question: {query}\nPassage: {candidate}\nDoes the passage answer the question? True or False",
     "text -> image,text": "{candidate_image}\n{candidate}\nQuery: {query}\nDo the above image and text match the query? True or False",
-    "image -> text": "{query_image}\nCaption: {candidate}\nDoes the above image match the caption? True or False",
+    "image -> text": "{query_image}\nCaption: {candidate}\nDoes the above daily life image match the caption? True or False",
     "image -> image": "{query_image}\n{candidate_image}\nDoes the second image show the same thing as the first image? True or False",
     "image,text -> text": "{query_image}\nQuestion: {query}\nAnswer: {candidate}\nDoes the answer correctly answer the question? True or False",
     "image,text -> image": (

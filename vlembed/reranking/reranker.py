@@ -42,10 +42,11 @@ class MLLMReranker:
         batch_size: pairs per forward pass.
 
     Prompts are rendered with the processor's (or tokenizer's) chat template as one user turn followed
-    by the generation prompt, when it has one; otherwise the prompt text is used as is, followed by a
-    newline. Padding is on the left, so the next-token logits of every row are at position -1.
+    by the generation prompt, when it has one, and tokenized without adding special tokens (the template
+    renders them); otherwise the prompt text is used as is, followed by a newline, and the tokenizer adds
+    its special tokens. Padding is on the left, so the next-token logits of every row are at position -1.
 
-    Example:
+    Example (illustrative: MM-Embed reranks with this 7B Hub model; the tests use tiny local models):
 
     ```python
     >>> reranker = MLLMReranker.from_pretrained("llava-hf/llava-v1.6-mistral-7b-hf")
@@ -158,12 +159,14 @@ class MLLMReranker:
     def _inputs(self, texts: list[str], images: list[list]):
         from transformers.image_utils import load_image
 
+        # A chat template renders its own special tokens (BOS included): tokenizing them again would double
+        # them, so they are added only to plain prompts (as apply_chat_template(tokenize=True) does).
+        options = {"padding": True, "return_tensors": "pt", "add_special_tokens": not self.chat_template}
         if self.has_images:
-            media = {}
             if any(images):
-                media["images"] = [[load_image(i if not isinstance(i, os.PathLike) else os.fspath(i)).convert("RGB") for i in row] for row in images]
-            return self.processor(text=texts, padding=True, return_tensors="pt", **media)
-        return self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=not self.chat_template)
+                options["images"] = [[load_image(i if not isinstance(i, os.PathLike) else os.fspath(i)).convert("RGB") for i in row] for row in images]
+            return self.processor(text=texts, **options)
+        return self.tokenizer(texts, **options)
 
     @torch.no_grad()
     def _true_probabilities(self, texts: list[str], images: list[list]) -> np.ndarray:

@@ -171,14 +171,29 @@ class CachedContrastiveLoss(nn.Module):
     frozen candidates: it is used as is and not re-run. Without gradients enabled (evaluation) the
     loss is computed from mini-batched embeddings and nothing is cached.
 
+    DDP: build the wrapper with ``find_unused_parameters=True`` (``TrainingArguments``'
+    ``ddp_find_unused_parameters``; transformers' Trainer sets it unless activation checkpointing is
+    on) when a mini-batch may leave part of the model unused, e.g. a vision-language model's
+    mini-batch without images. Gradients are reduced in the last re-run's backward only; if that
+    mini-batch has no image, the vision tower is unused there, and with
+    ``find_unused_parameters=False`` DDP leaves its gradients unaveraged (they differ across ranks)
+    and fails at the next step with "Expected to have finished reduction in the prior iteration".
+    With ``True`` the gradients that earlier re-runs accumulated are averaged
+    (tests/scripts/loss_ddp.py checks this on a Qwen2-VL).
+
     Example:
 
     ```python
+    >>> from vlembed import EmbeddingModel
+    >>> from vlembed.testing import minilm_path
     >>> from vlembed.trainer.gradcache import CachedContrastiveLoss
     >>> from vlembed.trainer.losses import ContrastiveLoss
-    >>> cached = CachedContrastiveLoss(ContrastiveLoss.from_preset("llave"), mini_batch_size=32)
-    >>> loss = cached(model, model.processor(queries), model.processor(positives + negatives))
-    >>> loss.backward()   # or accelerator.backward(loss) inside a Trainer
+    >>> model = EmbeddingModel.from_backbone(minilm_path(), pooling="mean")
+    >>> cached = CachedContrastiveLoss(ContrastiveLoss.from_preset("llave"), mini_batch_size=2)
+    >>> queries = ["what is the capital of france", "who wrote hamlet", "how do bees fly"]
+    >>> candidates = ["paris is the capital", "shakespeare wrote it", "wings beat fast", "berlin is in germany"]
+    >>> loss = cached(model, model.processor(queries), model.processor(candidates))  # 3 positives, 1 negative
+    >>> loss.backward()  # re-runs each mini-batch with a graph; in a Trainer: accelerator.backward(loss)
     ```
     """
 

@@ -9,6 +9,7 @@ larger than memory allows, wraps this loss in `vlembed.trainer.gradcache.CachedC
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -74,8 +75,9 @@ class ContrastiveLoss(nn.Module):
     rank·M + i, aligned with its queries (the layout bug of sentence-transformers PR #3453 cannot
     arise). Each rank returns the mean over its own queries; after DDP averages the gradients, every
     rank holds the gradient of one process with the whole global batch. All ranks must pass the same
-    N and M (checked) and a reward in the same layout, or none. Without a process group (or with one
-    process) nothing is gathered.
+    N, M and d and a reward of the same shape, or none: this is checked across ranks first, so that
+    a mismatch raises the same `ValueError` on every rank instead of hanging a collective. Without a
+    process group (or with one process) nothing is gathered.
 
     ``reward`` is [N, M] (this rank's queries × this rank's candidates: other ranks' candidates get
     no extra reward, since this rank has no scores for them) or [N, M·world_size] in the gathered
@@ -83,16 +85,21 @@ class ContrastiveLoss(nn.Module):
     gathered candidate embeddings.
 
     Temperature: fixed, or learnable (ABC §3.1): then τ itself is the parameter, as in ABC's code,
-    initialised at ``temperature`` (0.07 in ABC) and clamped at ``min_temperature`` (0.01, the cap of
-    100 on CLIP's logit scale) so that it cannot collapse toward 0 (ABC §4.4). A log-parametrised
-    scale (CLIP) would barely move at ABC's learning rate (4e-5); τ moves by about the learning rate
-    per step. Freeze it for ABC's second stage with ``loss.temperature.requires_grad_(False)``. The
-    parameter belongs to this module: under DDP, let the trainer average its gradient (e.g. wrap it
-    together with the model).
+    initialised at ``temperature`` (default 0.07 when learnable, as in ABC; 0.02 when fixed, as in
+    LLaVE) and floored at ``min_temperature`` (0.01, the cap of 100 on CLIP's logit scale) so that it
+    cannot collapse toward 0 (ABC §4.4). A log-parametrised scale (CLIP) would barely move at ABC's
+    learning rate (4e-5); τ moves by about the learning rate per step. As CLIP and OpenCLIP do, the
+    training loop calls `clamp_temperature_` after every optimizer step, which puts τ back on the
+    floor in place; the forward pass also uses max(τ, floor), passing τ's gradient through at the
+    floor itself, so a τ held there rises again as soon as the data favours a larger one. Freeze it
+    for ABC's second stage with ``loss.temperature.requires_grad_(False)``. A trainer may replace the
+    parameter by one its model owns (``loss.temperature = model.temperature``), so the optimiser and
+    checkpoints see it; under DDP its gradient must then be averaged like any weight's.
 
     Numerics: similarities, log-sum-exp and loss are float32 for bf16/fp16/float32 embeddings (bf16
-    logits at τ = 0.02 would be off by ~0.1), float64 for float64 ones. A non-finite loss raises
-    `FloatingPointError` naming the step, the term and the cause.
+    logits at τ = 0.02 would be off by ~0.1), float64 for float64 ones, also under an enclosing
+    `torch.autocast`, which is switched off inside. A non-finite loss raises `FloatingPointError`
+    naming the step, the term and the cause.
 
     Presets (`from_preset`): ``"llave"`` τ = 0.02 fixed, α = 9, gathered; ``"abc"`` τ learnable from
     0.07, α = 0, gathered; ``"mm-embed"`` α = 0, gathered, τ = 0.02 fixed — MM-Embed does not state τ;
@@ -100,8 +107,8 @@ class ContrastiveLoss(nn.Module):
     ``"infonce"`` τ = 0.02, α = 0, local batch only.
 
     Args:
-        temperature: τ, or the initial τ when learnable.
-        learnable_temperature: train τ (ABC).
+        temperature: τ, or the initial τ when learnable; None: 0.07 when learnable (ABC), else 0.02 (LLaVE).
+        learnable_temperature: train τ (ABC); call `clamp_temperature_` after each optimizer step.
         hardness_alpha: α of the self reward (LLaVE: 9; 0 = plain InfoNCE).
         symmetric: add the candidate-to-query term — each positive against all (gathered) queries,
             with the same hardness weighting — and average the two, as LLaVE's released code does.
@@ -123,7 +130,7 @@ class ContrastiveLoss(nn.Module):
 
     def __init__(
         self,
-        temperature: float = 0.02,
+        temperature: float | None = None,
         learnable_temperature: bool = False,
         hardness_alpha: float = 0.0,
         symmetric: bool = False,
@@ -131,6 +138,8 @@ class ContrastiveLoss(nn.Module):
         min_temperature: float = 0.01,
     ):
         super().__init__()
+        if temperature is None:
+            temperature = 0.07 if learnable_temperature else 0.02
         if not 0 < min_temperature <= temperature:
             raise ValueError(
                 f"Need 0 < min_temperature <= temperature, got min_temperature={min_temperature}, "
@@ -150,6 +159,16 @@ class ContrastiveLoss(nn.Module):
         if name not in PRESETS:
             raise ValueError(f"Unknown loss preset {name!r}; choose one of {', '.join(PRESETS)}.")
         return cls(**{**PRESETS[name], **overrides})
+
+    @torch.no_grad()
+    def clamp_temperature_(self) -> None:
+        """Put τ back on ``min_temperature`` where an optimizer step took it below, in place.
+
+        Call it after every ``optimizer.step()`` when τ is learnable, as CLIP and OpenCLIP clamp their
+        logit scale. It clamps whichever parameter ``self.temperature`` is, including a model's own
+        τ that a trainer assigned to the loss (``loss.temperature = model.temperature``).
+        """
+        self.temperature.clamp_(min=self.min_temperature)
 
     def extra_repr(self) -> str:
         learnable = "learnable" if self.temperature.requires_grad else "fixed"
@@ -171,41 +190,46 @@ class ContrastiveLoss(nn.Module):
         ``reward``: [N, M] or [N, M·world_size] extra hardness (see the class docstring).
         ``step``: the training step, named in the error when the loss is not finite.
         """
-        num_queries, num_candidates = _check_shapes(query_embeddings, candidate_embeddings)
         rank, world_size = (get_rank(), get_world_size()) if self.gather_across_devices else (0, 1)
         if world_size > 1:
-            _check_same_shapes_on_all_ranks(query_embeddings, candidate_embeddings, world_size)
+            _check_same_shapes_on_all_ranks(query_embeddings, candidate_embeddings, reward, world_size)
+        num_queries, num_candidates = _check_shapes(query_embeddings, candidate_embeddings)
         # At least float32 (bf16 logits at τ = 0.02 would be off by ~0.1); float64 stays float64.
         dtype = torch.promote_types(query_embeddings.dtype, candidate_embeddings.dtype)
         dtype = torch.promote_types(dtype, torch.float32)
         if reward is not None:
             reward = _check_reward(reward, num_queries, num_candidates, world_size).to(query_embeddings.device, dtype)
 
-        queries = F.normalize(query_embeddings.to(dtype), dim=-1)
-        candidates = F.normalize(candidate_embeddings.to(dtype), dim=-1)
-        all_queries, all_candidates = _gather(queries, candidates, world_size, with_queries=self.symmetric)
-        inverse_temperature = 1.0 / self.temperature.clamp(min=self.min_temperature)
+        # An enclosing autocast would run the matmuls in bf16 (the loss off by ~1e-3): keep `dtype`.
+        device_type = query_embeddings.device.type
+        with torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type) else nullcontext():
+            queries = F.normalize(query_embeddings.to(dtype), dim=-1)
+            candidates = F.normalize(candidate_embeddings.to(dtype), dim=-1)
+            all_queries, all_candidates = _gather(queries, candidates, world_size, with_queries=self.symmetric)
+            # max(τ, floor) by `where`, whose gradient reaches τ at the floor itself; `clamp`'s would be 0 there.
+            temperature = torch.where(self.temperature >= self.min_temperature, self.temperature, self.min_temperature)
+            inverse_temperature = 1.0 / temperature
 
-        rows = torch.arange(num_queries, device=queries.device)
-        # τ is folded into the [N, d] queries rather than the [N, M] logits: one small multiply.
-        logits = (queries * inverse_temperature) @ all_candidates.T
-        query_reward = None if reward is None else _in_gathered_layout(reward, rank, num_candidates, logits.shape[1])
-        terms = {
-            "query→candidate": hardness_weighted_cross_entropy(
-                logits, rows + rank * num_candidates, self._total_reward(logits, inverse_temperature, query_reward)
-            )
-        }
-        if self.symmetric:
-            positive_logits = (candidates[:num_queries] * inverse_temperature) @ all_queries.T
-            candidate_reward = None
-            if reward is not None:
-                candidate_reward = _reward_of_positives(reward, rank, num_queries, num_candidates, world_size)
-            terms["candidate→query"] = hardness_weighted_cross_entropy(
-                positive_logits,
-                rows + rank * num_queries,
-                self._total_reward(positive_logits, inverse_temperature, candidate_reward),
-            )
-        loss = sum(terms.values()) / len(terms)
+            rows = torch.arange(num_queries, device=queries.device)
+            # τ is folded into the [N, d] queries rather than the [N, M] logits: one small multiply.
+            logits = (queries * inverse_temperature) @ all_candidates.T
+            query_reward = None if reward is None else _in_gathered_layout(reward, rank, num_candidates, logits.shape[1])
+            terms = {
+                "query→candidate": hardness_weighted_cross_entropy(
+                    logits, rows + rank * num_candidates, self._total_reward(logits, inverse_temperature, query_reward)
+                )
+            }
+            if self.symmetric:
+                positive_logits = (candidates[:num_queries] * inverse_temperature) @ all_queries.T
+                candidate_reward = None
+                if reward is not None:
+                    candidate_reward = _reward_of_positives(reward, rank, num_queries, num_candidates, world_size)
+                terms["candidate→query"] = hardness_weighted_cross_entropy(
+                    positive_logits,
+                    rows + rank * num_queries,
+                    self._total_reward(positive_logits, inverse_temperature, candidate_reward),
+                )
+            loss = sum(terms.values()) / len(terms)
         if not torch.isfinite(loss):
             raise _non_finite_error(terms, step, query_embeddings, candidate_embeddings, all_candidates, reward, self)
         return loss
@@ -248,13 +272,35 @@ def _check_shapes(query_embeddings: Tensor, candidate_embeddings: Tensor) -> tup
     return num_queries, num_candidates
 
 
-def _check_same_shapes_on_all_ranks(query_embeddings: Tensor, candidate_embeddings: Tensor, world_size: int) -> None:
-    # all_gather needs equal shapes; unequal ones would fail deep in the collective (or hang on NCCL).
-    shape = torch.tensor([*query_embeddings.shape, len(candidate_embeddings)], device=query_embeddings.device)
-    shapes = all_gather(shape).view(world_size, 3).tolist()
-    if any(other != shapes[0] for other in shapes):
-        per_rank = ", ".join(f"rank {r}: N={n}, M={m}, d={d}" for r, (n, d, m) in enumerate(shapes))
-        raise ValueError(f"Gathering needs the same number of queries and candidates on every rank; got {per_rank}.")
+def _check_same_shapes_on_all_ranks(
+    query_embeddings: Tensor, candidate_embeddings: Tensor, reward: Tensor | None, world_size: int
+) -> None:
+    """Raise on every rank unless all ranks pass the same shapes, and a reward of the same shape or none.
+
+    all_gather needs equal shapes (unequal ones fail deep in the collective, or hang on NCCL), and a
+    reward on some ranks only would run the symmetric term's all_gather on those ranks alone (a hang).
+    This runs before any local check, so that a rank's bad input cannot leave the others waiting here.
+    """
+    tensors = {"queries": query_embeddings, "candidates": candidate_embeddings, "reward": reward}
+    # Each tensor as [ndim, size 0, size 1], -1 where absent (ndim -1: no reward).
+    summary = []
+    for tensor in tensors.values():
+        sizes = [] if tensor is None else list(tensor.shape[:2])
+        summary += [-1 if tensor is None else tensor.dim(), *sizes, *[-1] * (2 - len(sizes))]
+    summaries = all_gather(torch.tensor(summary, device=query_embeddings.device)).view(world_size, -1).tolist()
+    if any(other != summaries[0] for other in summaries):
+        per_rank = "; ".join(
+            f"rank {r}: " + ", ".join(f"{name} {_describe_shape(*row[3 * i : 3 * i + 3])}" for i, name in enumerate(tensors))
+            for r, row in enumerate(summaries)
+        )
+        raise ValueError(
+            "Gathering needs the same number of queries and candidates (and embedding size) on every rank, and a "
+            f"reward of the same shape on every rank or on none; got {per_rank}."
+        )
+
+
+def _describe_shape(ndim: int, *sizes: int) -> str:
+    return "none" if ndim < 0 else str(list(sizes[:ndim])) if ndim <= 2 else f"{ndim}-D"
 
 
 def _check_reward(reward: Tensor, num_queries: int, num_candidates: int, world_size: int) -> Tensor:

@@ -9,8 +9,10 @@ Two layers:
   ``index_type="ivf"``/``"hnsw"`` for millions of items, GPU FAISS when present).
 - ``datasets`` front end: :func:`mine_hard_negatives` encodes a training set's queries and a corpus with
   an :class:`~vlembed.EmbeddingModel` (through :func:`vlembed.encoding.encode_corpus`, so encoding is
-  chunked, cached and resumable), mines, and returns the dataset with ``negatives``,
-  ``negative_images`` (when the corpus has images) and ``negative_hardness`` columns.
+  chunked, cached and resumable; or it reads an existing ``vlembed encode`` store of the corpus), mines,
+  and returns the dataset with ``negatives``, ``negative_images`` (when the corpus has images) and
+  ``negative_hardness`` columns (and ``negative_types`` for MM-Embed, whose collator draws one negative
+  per row and epoch).
 
 Positives and co-relevant items (every positive of the same query, including the positives of rows that
 repeat the query) are never returned as negatives.
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..search import IndexType, build_index, search
+from ..search import GPU_MAX_K, IndexType, build_index, exact_search, is_gpu_index, search
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -117,6 +119,12 @@ def normalize_modality(modality: str, where: str = "modality") -> str:
     return label
 
 
+def _modality_codes(modalities: Sequence[str], what: str) -> np.ndarray:
+    """Each label's position in `MODALITIES`; errors name the item ("<what> <i>")."""
+    codes = {modality: code for code, modality in enumerate(MODALITIES)}
+    return np.array([codes[normalize_modality(m, f"{what} {i}")] for i, m in enumerate(modalities)], dtype=np.int64)
+
+
 # ---------------------------------------------------------------------------------------------- ABC §3.2
 
 
@@ -141,7 +149,11 @@ def _iter_threshold_pools(query_embeddings, corpus_embeddings, positive_ids, *, 
         depth = pool_size + max(len(ids) for ids in chunk_positives)
         while len(pending):
             depth = min(depth, corpus_size)
-            scores, indices = search(chunk_queries[pending], searchable, depth)
+            if depth > GPU_MAX_K and is_gpu_index(searchable):
+                # FAISS on a GPU stops at 2048 neighbours: the few queries that need more are searched exactly on the CPU.
+                scores, indices = exact_search(chunk_queries[pending], corpus_embeddings, depth)
+            else:
+                scores, indices = search(chunk_queries[pending], searchable, depth)
             table = _padded([chunk_positives[row] for row in pending])
             eligible = (scores <= thresholds[pending, None]) & ~_is_positive(indices, table) & (indices >= 0)
             enough = (eligible.sum(axis=1) >= pool_size) | (depth >= corpus_size)
@@ -172,7 +184,8 @@ def threshold_negative_pools(
     sentence-transformers' ``relative_margin`` uses). With several positives, ``s_pos`` is the lowest.
 
     The pool is exact: queries whose first search did not reach ``pool_size`` items under the threshold
-    are searched again, four times deeper, until it does or the whole corpus has been seen.
+    are searched again, four times deeper, until it does or the whole corpus has been seen (on a GPU
+    index, searches deeper than FAISS's 2048 neighbours run as exact search on the CPU).
     """
     pools, pool_scores = [], []
     for _, pool, scores in _iter_threshold_pools(
@@ -255,8 +268,9 @@ def mine_modality_aware_negatives(
     - Type 2 (unsatisfactory information): the asked-for modality, ranked below ``k_prime`` (45), i.e.
       ranks ``k_prime + 1`` to ``top_k`` (1-based).
 
-    Positives are never negatives. Draw training negatives with :func:`sample_modality_aware_negatives`
-    (type 1 or type 2 with equal probability, as MM-Embed does).
+    Positives are never negatives. MM-Embed trains on one negative per query drawn from type 1 or type 2
+    with equal probability: :func:`mine_hard_negatives` writes both lists so that the collator draws
+    afresh each epoch; :func:`sample_modality_aware_negatives` is the same draw on these lists.
 
     Args:
         query_embeddings, corpus_embeddings: L2-normalised [Q, d] and [N, d].
@@ -278,13 +292,8 @@ def mine_modality_aware_negatives(
         raise ValueError(f"corpus_modalities has {len(corpus_modalities)} entries for {corpus_size} corpus items.")
     if len(query_modalities) != len(query_embeddings):
         raise ValueError(f"query_modalities has {len(query_modalities)} entries for {len(query_embeddings)} queries.")
-    codes = {modality: code for code, modality in enumerate(MODALITIES)}
-    corpus_codes = np.array(
-        [codes[normalize_modality(m, f"modality of corpus item {i}")] for i, m in enumerate(corpus_modalities)]
-    )
-    query_codes = np.array(
-        [codes[normalize_modality(m, f"asked-for modality of query {i}")] for i, m in enumerate(query_modalities)]
-    )
+    corpus_codes = _modality_codes(corpus_modalities, "modality of corpus item")
+    query_codes = _modality_codes(query_modalities, "asked-for modality of query")
     positives = _positive_sets(positive_ids, len(query_embeddings), corpus_size)
     scores, indices = search(query_embeddings, corpus_embeddings, top_k, index_type=index_type)
     is_positive = _is_positive(indices, _padded(positives))
@@ -304,6 +313,55 @@ def mine_modality_aware_negatives(
     type1_scores = [scores[row, mask].tolist() for row, mask in enumerate(type1_mask)]
     type2_scores = [scores[row, mask].tolist() for row, mask in enumerate(type2_mask)]
     return type1, type2, type1_scores, type2_scores
+
+
+def random_modality_negatives(
+    positive_ids: Sequence[int | Sequence[int]],
+    corpus_modalities: Sequence[str],
+    query_modalities: Sequence[str],
+    *,
+    queries: Sequence[int] | None = None,
+    seed: int = 0,
+) -> list[tuple[int, int]]:
+    """One random negative per query, for queries that have neither modality-aware type, so that training
+    never lacks one: a random negative, as MM-Embed's first stage (M^rand, §4.1.1) trains with.
+
+    Returns per query ``(corpus index, type)``: a uniform corpus item of the asked-for modality that is not
+    a positive, standing in for type 2 (right modality, not the answer); when the corpus holds no such
+    item, a uniform non-positive item of another modality, standing in for type 1 (wrong modality).
+    ``queries`` limits the draw to those query indices (default: all). Query ``i`` draws from
+    ``numpy.random.default_rng([seed, i])``.
+
+    Raises:
+        ValueError: a query whose positives are the whole corpus (naming it).
+    """
+    corpus_codes = _modality_codes(corpus_modalities, "modality of corpus item")
+    query_codes = _modality_codes(query_modalities, "asked-for modality of query")
+    positives = _positive_sets(positive_ids, len(query_codes), len(corpus_codes))
+    of_modality = {code: np.flatnonzero(corpus_codes == code) for code in range(len(MODALITIES))}
+    other_modality = {code: np.flatnonzero(corpus_codes != code) for code in range(len(MODALITIES))}
+    drawn = []
+    for query_index in range(len(query_codes)) if queries is None else queries:
+        rng, asked = _query_rng(seed, query_index), query_codes[query_index]
+        for kind, members in ((2, of_modality[asked]), (1, other_modality[asked])):
+            choice = _draw_non_positive(rng, members, positives[query_index])
+            if choice is not None:
+                drawn.append((choice, kind))
+                break
+        else:
+            raise ValueError(f"Query {query_index}: every corpus item is one of its positives; there is no negative to draw.")
+    return drawn
+
+
+def _draw_non_positive(rng: np.random.Generator, members: np.ndarray, positives: np.ndarray) -> int | None:
+    """A uniform member that is not a positive, or None. Positives are few: rejection needs < 2 draws on average."""
+    if len(members) > 2 * len(positives):
+        while True:
+            choice = int(members[rng.integers(len(members))])
+            if choice not in positives:
+                return choice
+    allowed = np.setdiff1d(members, positives)
+    return int(allowed[rng.integers(len(allowed))]) if len(allowed) else None
 
 
 def sample_modality_aware_negatives(
@@ -351,7 +409,9 @@ def _image_key(image: Any) -> str:
     if image is None:
         return ""
     if isinstance(image, (str, os.PathLike)):
-        return os.fspath(image)
+        # One file, however it is written: a relative path in the training set and the absolute one
+        # `load_corpus` makes are the same positive (and must never come back as its negative).
+        return os.path.realpath(image)
     # A decoded image (datasets' Image feature): identify it by its pixels.
     return "pil:" + hashlib.sha1(image.tobytes() + repr((image.mode, image.size)).encode()).hexdigest()
 
@@ -373,10 +433,10 @@ def _content_id(key: tuple) -> str:
 
 
 def _encode_cached(model, items: list, out_dir: str, *, ids: list[str], instruction: str | None, task: str, **kwargs):
+    """The items' embeddings, memory-mapped from a resumable store (never copied whole into memory)."""
     from ..encoding import encode_corpus
 
-    store = encode_corpus(model, items, out_dir, ids=ids, instruction=instruction, task=task, **kwargs)
-    return np.asarray(store.embeddings, dtype=np.float32)
+    return encode_corpus(model, items, out_dir, ids=ids, instruction=instruction, task=task, **kwargs).embeddings
 
 
 def mine_hard_negatives(
@@ -392,6 +452,7 @@ def mine_hard_negatives(
     target_modality_column: str | None = None,
     corpus: Sequence[Any] | None = None,
     corpus_ids: Sequence[str] | None = None,
+    corpus_store: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     epsilon: float = 0.95,
     pool_size: int = 100,
@@ -402,7 +463,8 @@ def mine_hard_negatives(
     batch_size: int = 32,
     shard_size: int = 10_000,
     index_type: IndexType = "flat",
-) -> Dataset:
+    return_report: bool = False,
+) -> Dataset | tuple[Dataset, dict[str, int]]:
     """Add mined hard negatives to a training set (ABC §3.2 or MM-Embed §4.1.1).
 
     Rows follow the trainer's schema: ``query`` (text), optional ``query_image`` and
@@ -410,8 +472,16 @@ def mine_hard_negatives(
     those columns plus ``negatives`` (list of texts), ``negative_images`` (aligned image paths or None,
     only when the corpus has images) and ``negative_hardness`` (each negative's similarity to the query).
 
+    - ``"threshold"`` (ABC): ``num_negatives`` (7) negatives drawn from each row's threshold pool.
+    - ``"modality"`` (MM-Embed): every type-1 then every type-2 candidate of the row, and a
+      ``negative_types`` column (1 or 2 per negative); the collator draws one per row and epoch, type 1
+      or type 2 with equal probability, as MM-Embed trains. A row with neither type gets one random
+      negative (:func:`random_modality_negatives`: of the asked-for modality, marked 2; else of another
+      modality, marked 1) so that training never lacks one; the report counts these rows.
+
     Rows with the same query (text, image and instruction) share their positives: none of them is mined as
-    a negative for any of those rows. Positives missing from ``corpus`` are added to it.
+    a negative for any of those rows. Positives missing from ``corpus`` are added to it. Image paths are
+    compared resolved, so a relative and an absolute path to one file are one item.
 
     Args:
         dataset: the training set.
@@ -423,24 +493,35 @@ def mine_hard_negatives(
         corpus: candidate items (str, image path, or ``{"text", "image"}`` dicts); default: the
             dataset's unique positives.
         corpus_ids: ids of ``corpus`` items (default: derived from their content).
+        corpus_store: an existing store of ``corpus`` (``vlembed encode`` with this model and no
+            instruction) to read instead of encoding it; its ids must cover ``corpus_ids`` and every
+            positive (see :func:`vlembed.encoding.open_store`).
         cache_dir: where the embeddings are kept (:func:`vlembed.encoding.encode_corpus`); a rerun with the
             same folder resumes an interrupted encoding. Default: a temporary folder.
         epsilon, pool_size: ABC's threshold and pool (0.95, 100).
-        num_negatives: negatives per row; default 7 (ABC) or 1 (MM-Embed).
+        num_negatives: negatives per row for ``"threshold"`` (default 7, ABC).
         top_k, k_prime: MM-Embed's 50 and 45.
         seed: sampling seed (see :func:`mine_threshold_negatives`).
         batch_size: encoding batch size.
         shard_size: items per cached shard (an interrupted encoding loses at most one shard per process).
         index_type: FAISS index ("flat" exact; "ivf"/"hnsw" for millions of items).
+        return_report: also return ``{"rows", "negatives", "rows_short", "rows_with_random_negative"}``:
+            rows with fewer than ``num_negatives`` (threshold) and rows given a random negative (modality).
     """
     if strategy not in ("threshold", "modality"):
         raise ValueError(f"strategy must be 'threshold' or 'modality', got {strategy!r}.")
+    if strategy == "modality" and num_negatives is not None:
+        raise ValueError(
+            "num_negatives is for the threshold strategy: the modality strategy writes every type-1 and type-2 "
+            "candidate and the collator draws one per row and epoch (MM-Embed §4.1.1)."
+        )
     for column in (query_column, positive_column):
         if column not in dataset.column_names:
             raise ValueError(f"Column {column!r} is not in the dataset (columns: {dataset.column_names}).")
     if len(dataset) == 0:
         raise ValueError("The dataset is empty.")
-    num_negatives = num_negatives or (7 if strategy == "threshold" else 1)
+    if corpus_store is not None and corpus is None:
+        raise ValueError("corpus_store needs the corpus it was encoded from (corpus=, with corpus_ids=), whose ids it holds.")
 
     def column(name: str) -> list:
         return list(dataset[name]) if name in dataset.column_names else [None] * len(dataset)
@@ -461,51 +542,86 @@ def mine_hard_negatives(
 
     temporary = None if cache_dir is not None else tempfile.TemporaryDirectory(prefix="vlembed-mine-")
     root = os.fspath(cache_dir) if cache_dir is not None else temporary.name
-    try:
-        encoding = dict(batch_size=batch_size, shard_size=shard_size)
-        corpus_embeddings = _encode_cached(
-            model, pool.items, os.path.join(root, "corpus"), ids=pool.ids, instruction=None, task="document", **encoding
-        )
+    encoding = dict(batch_size=batch_size, shard_size=shard_size)
+    try:  # the embeddings are memory-mapped from the folder: mine before a temporary one goes
+        if corpus_store is not None:
+            from ..encoding import open_store
+
+            corpus_embeddings = open_store(corpus_store, model, pool.ids, task="document")
+        else:
+            corpus_embeddings = _encode_cached(
+                model, pool.items, os.path.join(root, "corpus"), ids=pool.ids, instruction=None, task="document", **encoding
+            )
         query_embeddings = queries.encode(model, os.path.join(root, "queries"), corpus_embeddings.shape[1], **encoding)
+        if strategy == "threshold":
+            num_negatives = num_negatives or 7
+            mined, hardness = mine_threshold_negatives(
+                query_embeddings, corpus_embeddings, positives, epsilon=epsilon, pool_size=pool_size,
+                num_negatives=num_negatives, seed=seed, index_type=index_type, return_scores=True,
+            )
+            types, random_rows = None, 0
+        else:
+            if target_modality_column is not None:
+                targets = column(target_modality_column)
+                asked = [targets[row] for row in queries.first_rows]
+            else:
+                asked = [_item_modality(positive_texts[row] or "", positive_images[row]) for row in queries.first_rows]
+            corpus_modalities = [_item_modality(text, image) for text, image in zip(pool.texts, pool.images)]
+            mined, hardness, types, random_rows = _modality_negative_lists(
+                query_embeddings, corpus_embeddings, positives, corpus_modalities, asked, queries.of_row,
+                top_k=top_k, k_prime=k_prime, seed=seed, index_type=index_type,
+            )
     finally:
         if temporary is not None:
             temporary.cleanup()
 
-    if strategy == "threshold":
-        mined, hardness = mine_threshold_negatives(
-            query_embeddings, corpus_embeddings, positives, epsilon=epsilon, pool_size=pool_size,
-            num_negatives=num_negatives, seed=seed, index_type=index_type, return_scores=True,
-        )
-    else:
-        if target_modality_column is not None:
-            targets = column(target_modality_column)
-            asked = [targets[row] for row in queries.first_rows]
-        else:
-            asked = [_item_modality(positive_texts[row] or "", positive_images[row]) for row in queries.first_rows]
-        corpus_modalities = [_item_modality(text, image) for text, image in zip(pool.texts, pool.images)]
-        type1, type2, scores1, scores2 = mine_modality_aware_negatives(
-            query_embeddings, corpus_embeddings, positives, corpus_modalities, asked,
-            top_k=top_k, k_prime=k_prime, index_type=index_type, return_scores=True,
-        )
-        draws = sample_modality_aware_negatives(type1, type2, num_negatives=num_negatives, seed=seed)
-        mined = [[(type1 if kind == 1 else type2)[q][p] for kind, p in draw] for q, draw in enumerate(draws)]
-        hardness = [[(scores1 if kind == 1 else scores2)[q][p] for kind, p in draw] for q, draw in enumerate(draws)]
-
     per_row = [mined[query] for query in queries.of_row]
-    short = sum(len(negatives) < num_negatives for negatives in per_row)
-    if short:
-        logger.warning("%d of %d rows got fewer than %d negatives.", short, len(dataset), num_negatives)
+    report = {
+        "rows": len(dataset),
+        "negatives": sum(map(len, per_row)),
+        "rows_short": sum(len(negatives) < num_negatives for negatives in per_row) if strategy == "threshold" else 0,
+        "rows_with_random_negative": random_rows,
+    }
+    if report["rows_short"]:
+        logger.warning("%d of %d rows got fewer than %d negatives.", report["rows_short"], len(dataset), num_negatives)
+    if random_rows:
+        logger.warning(
+            "%d of %d rows had no type-1 or type-2 candidate and got one random negative instead.", random_rows, len(dataset)
+        )
     columns: dict[str, list] = {
         "negatives": [[pool.texts[j] for j in negatives] for negatives in per_row],
         "negative_hardness": [[float(score) for score in hardness[query]] for query in queries.of_row],
     }
     if any(image is not None for image in pool.images):
         columns["negative_images"] = [[_image_value(pool.images[j]) for j in negatives] for negatives in per_row]
-    existing = [name for name in columns if name in dataset.column_names]
+    if types is not None:
+        columns["negative_types"] = [types[query] for query in queries.of_row]
+    existing = [name for name in dict.fromkeys([*columns, "negative_types"]) if name in dataset.column_names]
     result = dataset.remove_columns(existing) if existing else dataset
     for name, values in columns.items():
         result = result.add_column(name, values)
-    return result
+    return (result, report) if return_report else result
+
+
+def _modality_negative_lists(query_embeddings, corpus_embeddings, positives, corpus_modalities, asked, of_row, *,
+                             top_k, k_prime, seed, index_type):
+    """Per query: every type-1 then type-2 candidate, their similarities and types; queries with neither get
+    a random negative. Returns (negatives, hardness, types, number of rows given a random negative)."""
+    type1, type2, scores1, scores2 = mine_modality_aware_negatives(
+        query_embeddings, corpus_embeddings, positives, corpus_modalities, asked,
+        top_k=top_k, k_prime=k_prime, index_type=index_type, return_scores=True,
+    )
+    mined = [first + second for first, second in zip(type1, type2)]
+    hardness = [first + second for first, second in zip(scores1, scores2)]
+    types = [[1] * len(first) + [2] * len(second) for first, second in zip(type1, type2)]
+    empty = [query for query, negatives in enumerate(mined) if not negatives]
+    if empty:
+        drawn = random_modality_negatives(positives, corpus_modalities, asked, queries=empty, seed=seed)
+        for query, (choice, kind) in zip(empty, drawn):
+            similarity = np.asarray(corpus_embeddings[choice], dtype=np.float32) @ np.asarray(query_embeddings[query], dtype=np.float32)
+            mined[query], hardness[query], types[query] = [choice], [float(similarity)], [kind]
+    empty_queries = set(empty)
+    return mined, hardness, types, sum(query in empty_queries for query in of_row)
 
 
 class _TrainingCorpus:
@@ -566,7 +682,7 @@ class _TrainingQueries:
                 os.path.join(root, hashlib.sha1(instruction.encode()).hexdigest()[:16]),
                 ids=[_content_id((self.texts[row], _image_key(self.images[row]))) for row in rows],
                 instruction=instruction or None, task="query", **encoding,
-            )
+            )[:]
         return embeddings
 
 
@@ -579,6 +695,7 @@ __all__ = [
     "threshold_negative_pools",
     "mine_modality_aware_negatives",
     "sample_modality_aware_negatives",
+    "random_modality_negatives",
     "mine_hard_negatives",
     "normalize_modality",
     "MODALITIES",
