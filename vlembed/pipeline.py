@@ -55,7 +55,7 @@ class PipelineConfig:
     overwrite: bool = False
     quick: bool = False
     max_steps: int | None = None
-    train_samples: int = 1536
+    train_samples: int = 1024
     dev_samples: int = 200
     test_samples: int = 500
     batch_size: int = 32

@@ -45,7 +45,7 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     parser.add_argument("--overwrite", action="store_true", help="Replace an earlier run in --output-dir (its results, caches and best-model/).")
     parser.add_argument("--quick", action="store_true", help="Small data and batches: about 3 minutes on 2 CPU cores.")
     parser.add_argument("--max-steps", type=int, help="Stop every training row after this many steps.")
-    parser.add_argument("--train-samples", type=int, default=1536, help="Training pairs (default: 1536).")
+    parser.add_argument("--train-samples", type=int, default=1024, help="Training pairs (default: 1024).")
     parser.add_argument("--dev-samples", type=int, default=200, help="Dev pairs that pick the best row (default: 200).")
     parser.add_argument("--test-samples", type=int, default=500, help="Held-out test pairs (default: 500).")
     parser.add_argument("--batch-size", type=int, default=32, help="Per-device batch (default: 32).")
