@@ -344,8 +344,6 @@ def _remove_empty_folders(row_folder: Path) -> None:
 
 def _save_best(model, test_metrics: dict[str, float], config: PipelineConfig, out: Path) -> None:
     """The best row's model as a Hub-ready folder, its card filled from this run's results."""
-    from vlembed.model_cards import write_model_card
-
     model.config.evaluation_results = [{
         "task": "information-retrieval",
         "dataset": "stdlib-code-search" if config.data == "stdlib-code" else Path(config.data).stem,
@@ -354,8 +352,8 @@ def _save_best(model, test_metrics: dict[str, float], config: PipelineConfig, ou
     }]
     target = out / "best-model"
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".best-model."))
-    model.save_pretrained(staging)
-    write_model_card(model, staging, local_path=target, model_name=config.card_name)  # the final folder, named
+    # The card's usage snippets load the final folder, not the staging one.
+    model.save_pretrained(staging, model_card={"local_path": target, "model_name": config.card_name})
     os.replace(staging, target)
 
 

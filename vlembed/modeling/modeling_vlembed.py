@@ -224,13 +224,15 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         model.processor = _load_processor(pretrained_model_name_or_path, model.config, hub_kwargs)
         return model
 
-    # Set by the vlembed package (when installed) to write README.md: `writer(model, directory)`.
+    # Set by the vlembed package (when installed) to write README.md: `writer(model, directory, **model_card)`.
     model_card_writer = None
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *args: Any, model_card: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         """Write everything a Hub repository needs: config (with ``auto_map``), safetensors weights,
         this code, the processor, the sentence-transformers files and, with vlembed installed, the
-        model card."""
+        model card (``model_card``: options of `vlembed.write_model_card`, e.g. ``repo_id``)."""
         kwargs.pop("safe_serialization", None)  # weights are always safetensors
         super().save_pretrained(save_directory, *args, **kwargs)
         if not kwargs.get("is_main_process", True):
@@ -239,7 +241,7 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
             self._processor.processor.save_pretrained(save_directory)
         _write_sentence_transformers_files(self.config, save_directory)
         if type(self).model_card_writer is not None:
-            type(self).model_card_writer(self, save_directory)
+            type(self).model_card_writer(self, save_directory, **(model_card or {}))
 
     def push_to_hub(
         self,
@@ -263,9 +265,7 @@ class VLEmbedModel(VLEmbedPreTrainedModel):
         api = HfApi(token=token)
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
         with tempfile.TemporaryDirectory() as directory:
-            self.save_pretrained(directory)
-            if type(self).model_card_writer is not None:
-                type(self).model_card_writer(self, directory, repo_id=repo_id)
+            self.save_pretrained(directory, model_card={"repo_id": repo_id})
             return api.upload_folder(
                 repo_id=repo_id,
                 folder_path=directory,

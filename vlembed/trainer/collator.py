@@ -20,7 +20,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vlembed.modeling.processing_vlembed import check_image_source
+from vlembed.modeling.processing_vlembed import EmbeddingInput, check_image_source
+
+from .mining import draw_modality_aware
 
 # column -> what it holds. "query" and "positive" (or their image columns) are required.
 COLUMNS = {
@@ -42,6 +44,17 @@ def _images(value: Any) -> list:
     if value is None:
         return []
     return [image for image in value if image is not None] if isinstance(value, (list, tuple)) else [value]
+
+
+def _checked(item: Any, row_name: str, column: str) -> Any:
+    """An item the batch trains on, its images checked here so that a missing or unreadable one is named
+    with its row and column (not its batch position), and marked validated so that the processor does
+    not decode them again. Only the negatives drawn for the batch are checked, not a row's whole list."""
+    if isinstance(item, str):
+        return item
+    for image in item["images"]:
+        check_image_source(image, f"{row_name}, column '{column}'")
+    return EmbeddingInput(item["text"], item["images"], validated=True)
 
 
 def _list_cell(row: dict[str, Any], column: str, row_name: str) -> list | None:
@@ -120,11 +133,10 @@ class ContrastiveDataCollator:
             if not query:
                 raise ValueError(f"{row_name}: an empty query (columns 'query' and 'query_image' are empty).")
             row_negatives, row_hardness = self._training_negatives(row, row_name, row_index)
-            self._check_image_files(row, row_name)
-            queries.append(query)
+            queries.append(_checked(query, row_name, "query_image"))
             query_instructions.append(row.get("query_instruction") or self.query_instruction)
-            positives.append(positive)
-            negatives.append(row_negatives)
+            positives.append(_checked(positive, row_name, "positive_image"))
+            negatives.append([_checked(negative, row_name, "negative_images") for negative in row_negatives])
             hardness.append(row_hardness)
         if self.fixed_negative_count and len({len(row_negatives) for row_negatives in negatives}) > 1:
             counts = {rows[i].get(ROW_INDEX, i): len(n) for i, n in enumerate(negatives)}
@@ -183,24 +195,12 @@ class ContrastiveDataCollator:
             raise ValueError(f"{row_name}: column 'negative_types' has {len(types)} types for {count} negatives.")
         if any(kind not in (1, 2) for kind in types):
             raise ValueError(f"{row_name}: column 'negative_types' must hold 1 or 2 for each negative, got {types}.")
-        by_type = [[i for i, kind in enumerate(types) if kind == wanted] for wanted in (1, 2)]
-        present = [candidates for candidates in by_type if candidates]
-        if not present:
+        by_type = {wanted: [i for i, kind in enumerate(types) if kind == wanted] for wanted in (1, 2)}
+        if not types:
             raise ValueError(f"{row_name}: no negative of type 1 or 2 to draw from (columns 'negatives' / 'negative_types').")
-        generator = np.random.default_rng((self.seed, self.epoch, int(row_index)))
-        candidates = present[generator.integers(len(present))]
-        return candidates[generator.integers(len(candidates))]
-
-    @staticmethod
-    def _check_image_files(row: dict[str, Any], row_name: str) -> None:
-        """A missing or unreadable image is named with its row and column, not its batch position."""
-        for column in ("query_image", "positive_image", "negative_images"):
-            value = row.get(column)
-            images = value if isinstance(value, (list, tuple)) else [value]
-            for image in images:
-                for source in image if isinstance(image, (list, tuple)) else [image]:
-                    if source is not None:
-                        check_image_source(source, f"{row_name}, column '{column}'")
+        rng = np.random.default_rng((self.seed, self.epoch, int(row_index)))
+        [(kind, position)] = draw_modality_aware(len(by_type[1]), len(by_type[2]), rng)
+        return by_type[kind][position]
 
     def _reward(self, negatives: list[list], hardness: list[list[float] | None], num_candidates: int) -> torch.Tensor | None:
         if self.hardness_scale == 0 or all(scores is None for scores in hardness):

@@ -379,16 +379,24 @@ def sample_modality_aware_negatives(
     """
     if len(type1) != len(type2):
         raise ValueError(f"type1 has {len(type1)} queries but type2 has {len(type2)}.")
-    draws = []
-    for query_index, (first, second) in enumerate(zip(type1, type2)):
-        rng = _query_rng(seed, query_index)
-        remaining = {1: list(range(len(first))), 2: list(range(len(second)))}
-        picked = []
-        while len(picked) < num_negatives and (remaining[1] or remaining[2]):
-            kind = (1 if rng.random() < 0.5 else 2) if remaining[1] and remaining[2] else (1 if remaining[1] else 2)
-            picked.append((kind, remaining[kind].pop(int(rng.integers(len(remaining[kind]))))))
-        draws.append(picked)
-    return draws
+    return [
+        draw_modality_aware(len(first), len(second), _query_rng(seed, query_index), num_negatives)
+        for query_index, (first, second) in enumerate(zip(type1, type2))
+    ]
+
+
+def draw_modality_aware(
+    num_type1: int, num_type2: int, rng: np.random.Generator, num_negatives: int = 1
+) -> list[tuple[int, int]]:
+    """One query's MM-Embed §4.1.1 draw from ``num_type1`` type-1 and ``num_type2`` type-2 candidates:
+    ``(type, position)`` pairs, type 1 or 2 with equal probability (the other when one is used up),
+    then a uniform candidate of it, without replacement. The collator draws with it per row and epoch."""
+    remaining = {1: list(range(num_type1)), 2: list(range(num_type2))}
+    picked = []
+    while len(picked) < num_negatives and (remaining[1] or remaining[2]):
+        kind = (1 if rng.random() < 0.5 else 2) if remaining[1] and remaining[2] else (1 if remaining[1] else 2)
+        picked.append((kind, remaining[kind].pop(int(rng.integers(len(remaining[kind]))))))
+    return picked
 
 
 # ---------------------------------------------------------------------------------------------- datasets front end
@@ -695,6 +703,7 @@ __all__ = [
     "threshold_negative_pools",
     "mine_modality_aware_negatives",
     "sample_modality_aware_negatives",
+    "draw_modality_aware",
     "random_modality_negatives",
     "mine_hard_negatives",
     "normalize_modality",
